@@ -1,0 +1,69 @@
+"""The one CLI, `fracture-edge`. Imports cheaply: each stage registers its subcommands from a light
+module, and heavy libraries (TensorFlow, LiteRT, ONNX Runtime) are imported inside the handlers."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import __version__
+from .errors import FractureEdgeError
+
+log = logging.getLogger("fracture_edge")
+
+# Each module defines register(subparsers); its parsers set_defaults(handler=callable(args) -> int).
+COMMAND_MODULES = (
+    "fracture_edge.train.data_cli",       # data check | data split
+    "fracture_edge.train.cli",            # train | eval | demo
+    "fracture_edge.export.cli",           # export
+    "fracture_edge.edge_runtime.predict_cli",  # predict | info
+    "fracture_edge.benchmarks.cli",       # bench
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fracture-edge",
+        description="Train, export, verify, run and benchmark a bone-fracture X-ray classifier for edge devices.",
+    )
+    parser.add_argument("--version", action="version", version=f"fracture-edge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # TensorFlow/absl are chatty at INFO; keep our own INFO lines readable.
+    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "tf2onnx"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 1
+    try:
+        return int(handler(args) or 0)
+    except FractureEdgeError as exc:
+        print(f"fracture-edge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ValueError as exc:  # bad option values, raised with the valid choices listed
+        print(f"fracture-edge: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fracture-edge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Read a labeled dataset: folder layout (split/class/image) or a split CSV (path,label,split[,group])."""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .decoding import IMAGE_SUFFIXES
+from .errors import FractureEdgeError
+
+log = logging.getLogger(__name__)
+
+POSITIVE, NEGATIVE = "fractured", "not_fractured"
+LABELS = (NEGATIVE, POSITIVE)  # index = class id; the model outputs P(fractured)
+SPLITS = ("train", "val", "test")
+SPLIT_CSV = "split.csv"
+
+_LABEL_ALIASES = {
+    POSITIVE: ("fractured", "fracture", "fractures", "positive", "abnormal", "yes", "1"),
+    NEGATIVE: ("not_fractured", "not fractured", "not-fractured", "notfractured", "non_fractured",
+               "non fractured", "non-fractured", "nonfractured", "unfractured", "normal", "negative",
+               "no", "0"),
+}
+_SPLIT_ALIASES = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation", "dev"),
+    "test": ("test", "testing"),
+}
+
+
+class DatasetError(FractureEdgeError):
+    """The dataset folder or CSV cannot be used; the message names the path and the reason."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: str            # fractured | not_fractured
+    split: str            # train | val | test | all
+    group: str | None = None
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def target(self) -> int:
+        return 1 if self.label == POSITIVE else 0
+
+
+def normalize_label(name: str) -> str | None:
+    key = name.strip().lower()
+    for label, aliases in _LABEL_ALIASES.items():
+        if key in aliases:
+            return label
+    return None
+
+
+def normalize_split(name: str) -> str | None:
+    key = name.strip().lower()
+    for split, aliases in _SPLIT_ALIASES.items():
+        if key in aliases:
+            return split
+    return None
+
+
+def read_dataset(source: str | os.PathLike) -> list[Sample]:
+    """All samples of a dataset folder (its split.csv when present, else the folder layout) or CSV."""
+    source = Path(source)
+    if not source.exists():
+        raise DatasetError(f"{source}: no such file or folder")
+    if source.is_file():
+        samples = _read_csv(source)
+    elif (source / SPLIT_CSV).is_file():
+        samples = _read_csv(source / SPLIT_CSV)
+    else:
+        samples = _read_folders(source)
+    if not samples:
+        raise DatasetError(f"{source}: no images found (expected split/class/image, class/image or a split CSV)")
+    return samples
+
+
+def select_split(samples: list[Sample], split: str, source: str = "dataset") -> list[Sample]:
+    chosen = [s for s in samples if s.split == split]
+    if not chosen:
+        have = sorted({s.split for s in samples})
+        raise DatasetError(f"{source}: split {split!r} has no images (splits present: {', '.join(have)})")
+    return chosen
+
+
+def require_both_classes(samples: list[Sample], what: str) -> None:
+    """Raise a clear error when a split lacks one of the two classes."""
+    present = {s.label for s in samples}
+    for label in LABELS:
+        if label not in present:
+            raise DatasetError(f"{what}: class {label!r} has no images")
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _class_folders(folder: Path) -> list[tuple[Path, str]]:
+    found = []
+    for child in sorted(p for p in folder.iterdir() if p.is_dir()):
+        label = normalize_label(child.name)
+        if label is None:
+            log.warning("%s: folder name is not a known class name; ignored", child)
+        else:
+            found.append((child, label))
+    return found
+
+
+def _read_folders(root: Path) -> list[Sample]:
+    samples: list[Sample] = []
+    split_dirs = [(p, normalize_split(p.name)) for p in sorted(root.iterdir()) if p.is_dir()]
+    split_dirs = [(p, s) for p, s in split_dirs if s is not None]
+    layouts = [(d, s) for d, s in split_dirs] if split_dirs else [(root, "all")]
+    for folder, split in layouts:
+        for class_dir, label in _class_folders(folder):
+            for path in sorted(class_dir.rglob("*")):
+                if _is_image(path):
+                    samples.append(Sample(path, label, split))
+    return samples
+
+
+def _read_csv(csv_path: Path) -> list[Sample]:
+    base = csv_path.parent
+    samples: list[Sample] = []
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"path", "label"} - set(reader.fieldnames or ())
+            if missing:
+                raise DatasetError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))} "
+                                   "(expected path,label,split[,group])")
+            for line, row in enumerate(reader, start=2):
+                label = normalize_label(row["label"] or "")
+                split = normalize_split(row.get("split") or "") if row.get("split") else "all"
+                if label is None or split is None:
+                    raise DatasetError(f"{csv_path}:{line}: unknown label {row['label']!r} or split {row.get('split')!r}")
+                path = Path(row["path"])
+                meta = {k: v for k, v in row.items() if k not in ("path", "label", "split", "group")}
+                samples.append(Sample(path if path.is_absolute() else base / path, label, split,
+                                      row.get("group") or None, meta))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{csv_path}: cannot read split CSV ({exc})") from None
+    return samples

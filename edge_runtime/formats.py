@@ -1,0 +1,64 @@
+"""The one name-keyed table of deployable formats: drives export, verification, bench and the README."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str          # the vocabulary used everywhere: keras, tflite-fp32, ...
+    filename: str      # artifact file name inside a run folder (precision in the name)
+    backend: str       # keras | tflite | onnx
+    precision: str     # fp32 | fp16 | int8
+    description: str
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("keras", "model.keras", "keras", "fp32", "Keras 3 model (training framework; reference)"),
+        Format("tflite-fp32", "model_fp32.tflite", "tflite", "fp32", "TFLite, float32"),
+        Format("tflite-fp16", "model_fp16.tflite", "tflite", "fp16", "TFLite, float16 weights, float32 compute"),
+        Format("tflite-int8", "model_int8.tflite", "tflite", "int8", "TFLite, full-integer PTQ, uint8 pixel input"),
+        Format("onnx-fp32", "model_fp32.onnx", "onnx", "fp32", "ONNX (tf2onnx), float32"),
+        Format("onnx-int8", "model_int8.onnx", "onnx", "int8", "ONNX, static QDQ int8 (per-channel weights)"),
+    )
+}
+
+EXPORT_FORMATS: tuple[str, ...] = tuple(name for name in FORMATS if name != "keras")
+
+
+def get_format(name: str) -> Format:
+    """Look a format up by name; unknown names raise ValueError listing the valid ones."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown format {name!r}; valid formats: {', '.join(FORMATS)}") from None
+
+
+def parse_formats(text: str, allowed: tuple[str, ...] = tuple(FORMATS)) -> tuple[str, ...]:
+    """Parse a comma-separated format list ('tflite-int8,onnx-fp32'); 'all' means every allowed one."""
+    if text.strip() == "all":
+        return allowed
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for name in names:
+        if name not in allowed:
+            raise ValueError(f"unknown format {name!r}; valid formats: {', '.join(allowed)}")
+    return names
+
+
+def format_for_file(path: str) -> Format:
+    """The format of an artifact file, by its file name (model_int8.tflite -> tflite-int8)."""
+    from pathlib import Path
+
+    name = Path(path).name
+    for fmt in FORMATS.values():
+        if name == fmt.filename:
+            return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix in (".tflite", ".onnx"):
+        backend = suffix[1:]
+        return Format(f"{backend}-custom", name, backend, "unknown", f"{backend} artifact")
+    if suffix in (".keras", ".h5"):
+        return FORMATS["keras"]
+    raise ValueError(f"{path}: not a model file (expected .tflite, .onnx or .keras)")
