@@ -1,7 +1,22 @@
-"""Decode an image file to one 2-D grayscale float32 array in 0..255, or say clearly why not."""
+"""Decode an image file to one 2-D grayscale float32 array in 0..255, or say clearly why not.
+
+Accepted: JPEG, PNG, BMP, TIFF (first frame) in any Pillow mode, and DICOM through the optional
+`dicom` extra (dicom.py). Decisions, applied the same way everywhere:
+- EXIF orientation is applied before anything else.
+- Colour (RGB, CMYK, YCbCr, palette) -> ITU-R 601 luma, no rounding (rounding happens once, after resize).
+- Transparency (RGBA, LA, PA, palette with a transparent colour) is composited onto BLACK, the
+  background of a radiograph, so transparent padding looks like the film's unexposed border.
+- Integer grayscale above 8 bits (16-bit PNG/TIFF): scaled by the smallest standard detector bit depth
+  (8, 10, 12, 14 or 16 bits) that holds the image's maximum, e.g. max <= 4095 -> 12-bit -> x * 255/4095.
+  Never clipped. Signed or 32-bit float images are stretched over their own min..max.
+- Limits: more than MAX_PIXELS pixels (decompression-bomb guard), empty, truncated (Pillow's
+  LOAD_TRUNCATED_IMAGES is never switched on; the file is decoded fully) or non-image files raise
+  ImageDecodeError "<path>: <reason>".
+"""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +24,11 @@ from PIL import Image, ImageOps
 
 from .errors import FractureEdgeError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
+MAX_PIXELS = 100_000_000          # 100 MP: far above any radiograph (a 43x43 cm detector is ~10 MP)
+DETECTOR_BITS = (8, 10, 12, 14, 16)
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_INTEGER_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 class ImageDecodeError(FractureEdgeError):
@@ -19,24 +38,98 @@ class ImageDecodeError(FractureEdgeError):
 def decode_gray(path: str | os.PathLike) -> np.ndarray:
     """Decode `path` to (H, W) float32 luma in 0..255 (EXIF orientation applied)."""
     path = Path(path)
+    _check_file(path)
+    if is_dicom(path):
+        from .dicom import decode_dicom
+
+        return decode_dicom(path)
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "P", "PA"):
-                img = img.convert("RGBA")
-                background = Image.new("RGBA", img.size, (0, 0, 0, 255))
-                img = Image.alpha_composite(background, img)
-            if img.mode == "L":
-                return np.asarray(img, dtype=np.float32)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float32)
-                return arr * (255.0 / 65535.0)
-            rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
+        return _decode_pillow(path)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"{path}: image too large, over the {MAX_PIXELS // 1_000_000} MP limit ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageDecodeError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except MemoryError:
+        raise ImageDecodeError(f"{path}: not enough memory to decode this image") from None
+    except Exception as exc:  # decoders of untrusted files raise many types; a batch must go on
+        raise ImageDecodeError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
+
+
+def _check_file(path: Path) -> None:
+    try:
+        size = path.stat().st_size
     except FileNotFoundError:
         raise ImageDecodeError(f"{path}: file not found") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(f"{path}: cannot decode image ({exc})") from None
-    return rgb_to_luma(rgb)
+    except OSError as exc:
+        raise ImageDecodeError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise ImageDecodeError(f"{path}: is a folder, not an image file")
+    if size == 0:
+        raise ImageDecodeError(f"{path}: empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise ImageDecodeError(f"{path}: cannot read (permission denied)")
+
+
+def is_dicom(path: Path) -> bool:
+    """A .dcm/.dicom suffix or the 'DICM' magic at byte 128 (DICOM Part 10 files)."""
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    return head[128:132] == b"DICM"
+
+
+def _decode_pillow(path: Path) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise ImageDecodeError(f"{path}: image too large ({width}x{height} = "
+                                       f"{width * height / 1e6:.0f} MP, limit {MAX_PIXELS // 1_000_000} MP)")
+            if width == 0 or height == 0:
+                raise ImageDecodeError(f"{path}: image has no pixels ({width}x{height})")
+            img.load()  # decode everything now: a truncated file fails here, not later
+            return image_to_gray(ImageOps.exif_transpose(img))
+
+
+def image_to_gray(img: Image.Image) -> np.ndarray:
+    """A loaded Pillow image in any mode -> (H, W) float32 in 0..255."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in _ALPHA_MODES:
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), rgba).convert("RGB")
+    if img.mode == "L":
+        return np.asarray(img, dtype=np.float32)
+    if img.mode in _INTEGER_GRAY_MODES:
+        return scale_integer_gray(np.asarray(img))
+    if img.mode == "F":
+        return stretch(np.asarray(img, dtype=np.float64))
+    if img.mode == "1":
+        return np.asarray(img.convert("L"), dtype=np.float32)
+    return rgb_to_luma(np.asarray(img.convert("RGB"), dtype=np.float32))
+
+
+def scale_integer_gray(values: np.ndarray) -> np.ndarray:
+    """High-bit-depth grayscale -> 0..255 by its detector bit depth (see the module docstring)."""
+    values = values.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > 2 ** DETECTOR_BITS[-1] - 1:
+        return stretch(values)
+    bits = next(b for b in DETECTOR_BITS if high <= 2 ** b - 1)
+    return (values * (255.0 / (2 ** bits - 1))).astype(np.float32)
+
+
+def stretch(values: np.ndarray) -> np.ndarray:
+    """Map min..max linearly onto 0..255 (a constant image becomes 0); NaNs become 0."""
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, np.float32)
+    return ((values - low) * (255.0 / (high - low))).astype(np.float32)
 
 
 def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:

@@ -1,0 +1,174 @@
+"""Interpreters behind one small interface: run(pixels uint8 (N,S,S,3)) -> outputs float64 (N, K).
+
+TFLite: LiteRT (ai_edge_litert) -> legacy tflite_runtime -> tensorflow.lite, the last only when TensorFlow
+is installed anyway. ONNX: onnxruntime. Imported lazily; a missing runtime raises MissingExtraError
+naming the extra. Inputs are quantized and outputs dequantized from the tensor details.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from importlib import metadata
+
+import numpy as np
+
+from .errors import FractureEdgeError, missing_extra
+
+# (module holding Interpreter, distribution name for the version string)
+TFLITE_RUNTIMES = (
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow.lite", "tensorflow"),
+)
+
+
+class ModelLoadError(FractureEdgeError):
+    """The model file could not be loaded by its runtime."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """What the backend knows about its input or output tensor."""
+
+    name: str
+    shape: tuple
+    dtype: np.dtype
+    scale: float = 0.0       # 0 = not quantized
+    zero_point: int = 0
+
+
+def quantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Real values -> the tensor's dtype, using its scale/zero point when it is quantized."""
+    dtype = np.dtype(spec.dtype)
+    if dtype.kind == "f":
+        return values.astype(dtype)
+    if spec.scale:
+        values = np.round(values.astype(np.float64) / spec.scale + spec.zero_point)
+    info = np.iinfo(dtype)
+    return np.clip(values, info.min, info.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Tensor values -> real values (float64)."""
+    values = values.astype(np.float64)
+    if np.dtype(spec.dtype).kind != "f" and spec.scale:
+        values = (values - spec.zero_point) * spec.scale
+    return values
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def tflite_interpreter_class() -> tuple[type, str]:
+    """(Interpreter class, 'runtime version') of the first TFLite runtime that is installed."""
+    for module_name, dist in TFLITE_RUNTIMES:
+        root = module_name.split(".")[0]
+        if root == "tensorflow" and importlib.util.find_spec("tensorflow") is None:
+            continue  # never pull TensorFlow in unless it is installed anyway
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        return module.Interpreter, f"{dist} {_version(dist)}"
+    raise missing_extra("ai_edge_litert", "litert", "running a .tflite model")
+
+
+class TfliteBackend:
+    """A .tflite model in a LiteRT / tflite_runtime / tf.lite Interpreter."""
+
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
+        interpreter_class, self.runtime = tflite_interpreter_class()
+        try:
+            self.interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{path}: {self.runtime} cannot load this model ({exc})") from None
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self.input_details = self._spec(self._input)
+        self.output_details = self._spec(self._output)
+        self._batch = int(self._input["shape"][0])
+
+    @staticmethod
+    def _spec(detail: dict) -> TensorSpec:
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        return TensorSpec(detail["name"], tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"]),
+                          float(scale), int(zero_point))
+
+    def _resize(self, n: int) -> bool:
+        """Resize the input to batch n; False when the model does not allow it."""
+        if n == self._batch:
+            return True
+        try:
+            self.interpreter.resize_tensor_input(self._input["index"], [n, *self.input_details.shape[1:]])
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError):
+            self.interpreter.resize_tensor_input(self._input["index"], [self._batch, *self.input_details.shape[1:]])
+            self.interpreter.allocate_tensors()
+            return False
+        self._batch = n
+        return True
+
+    def _invoke(self, pixels: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self._input["index"], quantize(pixels, self.input_details))
+        self.interpreter.invoke()
+        out = self.interpreter.get_tensor(self._output["index"])
+        return dequantize(out, self.output_details).reshape(len(pixels), -1)
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        if self._resize(len(pixels)):
+            return self._invoke(pixels)
+        self._resize(1)
+        return np.concatenate([self._invoke(pixels[i:i + 1]) for i in range(len(pixels))])
+
+
+class OnnxBackend:
+    """An .onnx model in an onnxruntime CPU session."""
+
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise missing_extra("onnxruntime", "onnx", "running an .onnx model") from None
+        self.runtime = f"onnxruntime {ort.__version__}"
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = int(num_threads)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own (non-OSError) exception types
+            raise ModelLoadError(f"{path}: {self.runtime} cannot load this model ({exc})") from None
+        self.input_details = self._spec(self.session.get_inputs()[0])
+        self.output_details = self._spec(self.session.get_outputs()[0])
+
+    @staticmethod
+    def _spec(node) -> TensorSpec:
+        dtype = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
+                 "tensor(float16)": np.float16}.get(node.type, np.float32)
+        shape = tuple(d if isinstance(d, int) else -1 for d in node.shape)
+        return TensorSpec(node.name, shape, np.dtype(dtype))
+
+    def _invoke(self, pixels: np.ndarray) -> np.ndarray:
+        feed = {self.input_details.name: quantize(pixels, self.input_details)}
+        out = self.session.run([self.output_details.name], feed)[0]
+        return dequantize(np.asarray(out), self.output_details).reshape(len(pixels), -1)
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        if self.input_details.shape[0] in (-1, len(pixels)):
+            return self._invoke(pixels)
+        return np.concatenate([self._invoke(pixels[i:i + 1]) for i in range(len(pixels))])
+
+
+def open_backend(path: str | os.PathLike, backend: str, num_threads: int | None = None):
+    """A TfliteBackend or OnnxBackend for `path` ('tflite' | 'onnx')."""
+    if backend == "tflite":
+        return TfliteBackend(path, num_threads)
+    if backend == "onnx":
+        return OnnxBackend(path, num_threads)
+    raise ValueError(f"no edge runtime for backend {backend!r}; valid: tflite, onnx")

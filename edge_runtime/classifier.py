@@ -1,0 +1,155 @@
+"""Classifier: load an exported model with its bundle and classify radiographs, without TensorFlow.
+
+    clf = Classifier("runs/demo")                 # run folder: tflite-int8 when present
+    clf.predict_file("wrist.png")                 # Prediction(probability=0.91, label='fractured', ...)
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .artifacts import resolve_model, verify_artifact
+from .backends import open_backend
+from .bundle import BundleError, input_contract, resolve_threshold
+from .errors import FractureEdgeError
+from .preprocessing import load_batch, load_model_input
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    probability: float     # P(positive label)
+    label: str             # positive label when probability >= threshold
+    threshold_name: str    # balanced | screening | custom
+    threshold: float
+    latency_ms: float      # model inference time for this image (its share of the batch), no decoding
+
+
+@dataclass(frozen=True)
+class FileFailure:
+    path: str
+    reason: str            # why the file was skipped, without the path
+
+
+def failure_for(path: str, message: str) -> FileFailure:
+    """A FileFailure whose reason drops the '<path>: ' prefix the error message starts with."""
+    prefix = f"{path}: "
+    return FileFailure(path, message[len(prefix):] if message.startswith(prefix) else message)
+
+
+class Classifier:
+    """An edge model plus its bundle: preprocessing contract, labels, thresholds."""
+
+    def __init__(self, model: str | os.PathLike, num_threads: int | None = None,
+                 threshold: str | float | None = None, bundle: dict | None = None, format: str | None = None):
+        resolved = resolve_model(model, format, bundle)
+        if resolved.bundle_source != "embedded":
+            verify_artifact(resolved.path, resolved.bundle)
+        self.path, self.format, self.bundle = resolved.path, resolved.format, resolved.bundle
+        self.bundle_source = resolved.bundle_source
+        self.contract = input_contract(self.bundle)
+        self._check_output(self.bundle)
+        self.threshold_name, self.threshold = resolve_threshold(self.bundle, threshold)
+        self._backend = open_backend(self.path, self.format.backend, num_threads)
+        self.runtime = self._backend.runtime
+        self.num_threads = num_threads
+        self._check_input_shape()
+        log.debug("loaded %s (%s, %s) with %s", self.path, self.format.name, resolved.bundle_source, self.runtime)
+
+    @staticmethod
+    def _check_output(bundle: dict) -> None:
+        output = bundle["output"]
+        if output.get("kind") != "sigmoid":
+            raise BundleError(f"output kind {output.get('kind')!r} is not supported (expected 'sigmoid')")
+
+    def _check_input_shape(self) -> None:
+        shape = self._backend.input_details.shape
+        expected = (self.contract.size, self.contract.size, self.contract.channels)
+        if len(shape) != 4 or tuple(shape[1:]) != expected:
+            raise BundleError(f"{self.path}: model input shape {shape} does not match the bundle's "
+                              f"input contract (N, {', '.join(map(str, expected))})")
+
+    @property
+    def input_details(self):
+        return self._backend.input_details
+
+    @property
+    def positive_label(self) -> str:
+        return self.bundle["positive_label"]
+
+    def label_for(self, probability: float) -> str:
+        negative = next(label for label in self.bundle["labels"] if label != self.positive_label)
+        return self.positive_label if probability >= self.threshold else negative
+
+    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (N, S, S, 3) raw pixels -> float64 (N,) probabilities of the positive label."""
+        pixels = np.asarray(pixels)
+        expected = (self.contract.size, self.contract.size, self.contract.channels)
+        if pixels.ndim == 3:
+            pixels = pixels[None]
+        if pixels.ndim != 4 or pixels.shape[1:] != expected:
+            raise ValueError(f"expected pixels of shape (N, {', '.join(map(str, expected))}), got {pixels.shape}")
+        if len(pixels) == 0:
+            return np.zeros(0, np.float64)
+        outputs = self._backend.run(pixels)
+        return outputs[:, int(self.bundle["output"].get("positive_index", 0))].astype(np.float64)
+
+    def _timed(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
+        start = time.perf_counter()
+        probs = self.predict_pixels(pixels)
+        return probs, (time.perf_counter() - start) * 1000.0 / max(len(pixels), 1)
+
+    def _prediction(self, path, probability: float, latency_ms: float) -> Prediction:
+        p = float(probability)
+        return Prediction(str(path), p, self.label_for(p), self.threshold_name, self.threshold, latency_ms)
+
+    def predict_file(self, path: str | os.PathLike) -> Prediction:
+        """Classify one image file; raises ImageDecodeError (a FractureEdgeError) on a bad file."""
+        probs, latency = self._timed(load_model_input(path, self.contract)[None])
+        return self._prediction(path, probs[0], latency)
+
+    def predict_files(self, paths: Sequence, batch_size: int = 16) -> list[Prediction | FileFailure]:
+        """Classify many files in batches, in input order; bad files become FileFailure, never fatal."""
+        results: list = []
+        for chunk in batches(list(paths), batch_size):
+            results.extend(self.predict_batch(chunk))
+        return results
+
+    def predict_batch(self, paths: Sequence) -> list[Prediction | FileFailure]:
+        """Classify one batch of files (decoded together, run as one batch when the model allows)."""
+        pixels, kept, failures = load_batch(paths, self.contract)
+        probs, latency = self._timed(pixels)
+        results: list = [None] * len(paths)
+        for index, probability in zip(kept, probs):
+            results[index] = self._prediction(paths[index], probability, latency)
+        failed = iter(failures)
+        for index, result in enumerate(results):
+            if result is None:
+                path, message = next(failed)
+                results[index] = failure_for(path, message)
+        return results
+
+
+def batches(items: list, size: int) -> Iterable[list]:
+    """Consecutive slices of at most `size` items."""
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size}")
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def open_classifier(model: str | os.PathLike, **options) -> Classifier:
+    """Classifier(model, **options); raises FractureEdgeError with one clear line on any load problem."""
+    try:
+        return Classifier(model, **options)
+    except FractureEdgeError:
+        raise
+    except (OSError, RuntimeError) as exc:
+        raise FractureEdgeError(f"{model}: cannot load model ({exc})") from None

@@ -1,0 +1,78 @@
+"""Embed bundle.json inside an exported artifact, so that a lone .tflite/.onnx file still says what it is.
+
+.tflite: a model metadata entry named "fracture_edge.bundle" pointing at a buffer holding the JSON (utf-8);
+.onnx: the metadata_props key "fracture_edge.bundle". edge_runtime/embedded.py reads both without TensorFlow.
+A file cannot carry its own hash, so the embedded copy drops the artifact's own sha256/bytes record;
+the run folder's bundle.json keeps them (write it after embedding).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+from fracture_edge.edge_runtime import atomic
+from fracture_edge.edge_runtime.bundle import validate_bundle
+from fracture_edge.edge_runtime.embedded import METADATA_KEY
+
+
+def embed_bundle(path: str | os.PathLike, bundle: dict) -> None:
+    """Rewrite `path` atomically with `bundle` embedded (replacing an earlier embedded bundle)."""
+    path = Path(path)
+    validate_bundle(bundle, f"bundle for {path.name}")
+    payload = json.dumps(_without_own_hash(bundle, path.name), sort_keys=False).encode("utf-8")
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        data = _embed_tflite(path.read_bytes(), payload)
+    elif suffix == ".onnx":
+        data = _embed_onnx(path, payload.decode("utf-8"))
+    else:
+        raise ValueError(f"{path}: cannot embed a bundle in a {suffix or 'suffix-less'} file (expected .tflite or .onnx)")
+    atomic.write_bytes(path, data)
+
+
+def _without_own_hash(bundle: dict, filename: str) -> dict:
+    """A deep copy of `bundle` whose record of `filename` has no sha256/bytes (they would be stale)."""
+    bundle = copy.deepcopy(bundle)
+    for record in bundle.get("artifacts", {}).values():
+        if isinstance(record, dict) and record.get("file") == filename:
+            record.pop("sha256", None)
+            record.pop("bytes", None)
+    return bundle
+
+
+def _embed_tflite(model_bytes: bytes, payload: bytes) -> bytes:
+    """Add (or replace) the metadata entry with flatbuffer_utils (TensorFlow's own schema objects)."""
+    import numpy as np
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(payload, dtype=np.uint8)
+    metadata = [m for m in (model.metadata or []) if _name(m.name) != METADATA_KEY]
+    for entry in model.metadata or []:
+        if _name(entry.name) == METADATA_KEY:
+            model.buffers[entry.buffer].data = None  # orphan the old payload; an empty buffer is valid
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_KEY
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = metadata + [entry]
+    return flatbuffer_utils.convert_object_to_bytearray(model)
+
+
+def _name(name: bytes | str | None) -> str:
+    return name.decode("utf-8") if isinstance(name, bytes) else (name or "")
+
+
+def _embed_onnx(path: Path, payload: str) -> bytes:
+    import onnx
+
+    model = onnx.load(str(path))
+    props = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(props)
+    model.metadata_props.add(key=METADATA_KEY, value=payload)
+    return model.SerializeToString()
