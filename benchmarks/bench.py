@@ -1,0 +1,143 @@
+"""`fracture-edge bench`: every artifact of a run folder measured side by side on real images."""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from ..edge_runtime.bundle import input_contract, load_bundle
+from ..edge_runtime.formats import FORMATS
+from ..edge_runtime.progress import progress
+from . import gating, plots, report as report_mod
+from .environment import describe_environment, usable_cores
+from .images import ImageSet, load_images, save_pixels
+from .macs import count_model_macs
+from .options import BenchOptions
+from .results import REFERENCE_ORDER, accuracy_rows, skipped_row, speed_row
+from .stats import percentile
+from .runner import NO_TENSORFLOW, plan_jobs, run_job
+from .targets import evaluate_targets
+
+log = logging.getLogger(__name__)
+ORDER = {name: i for i, name in enumerate(FORMATS)}
+
+
+def run_bench(options: BenchOptions, command: str = "") -> dict:
+    """Measure every requested format; returns the report dict (see report.REPORT_KEYS)."""
+    started = time.perf_counter()
+    options = options.resolved()
+    load_before = _load_average()
+    run_dir = Path(options.run).resolve()
+    bundle = load_bundle(run_dir)
+    thresholds = {k: float(bundle["thresholds"][k]) for k in ("balanced", "screening")}
+    images, pixels = load_images(options.data, options.split, input_contract(bundle), options.sample)
+    jobs, skipped = plan_jobs(options, run_dir)
+    macs, macs_method = count_model_macs(run_dir)
+    with tempfile.TemporaryDirectory(prefix="fracture-edge-bench-") as tmp:
+        images_file = save_pixels(pixels, Path(tmp))
+        del pixels
+        finished = [(job, run_job(job, options, run_dir, images_file, Path(tmp), i))
+                    for i, job in enumerate(progress(jobs, desc="bench", total=len(jobs)))]
+    for job, result in finished:
+        _log_job(job, result)
+    rows = [speed_row(j, r, macs) for j, r in finished] + [skipped_row(s) for s in skipped]
+    rows.sort(key=lambda r: (ORDER[r.format], r.label, r.threads or 0, r.batch or 0))
+    accuracy = [a.to_dict() for a in accuracy_rows(finished, skipped, images.labels, thresholds)]
+    accuracy.sort(key=lambda r: (ORDER[r["format"]], r["label"]))
+    reference = pick_reference_dict(accuracy)
+    for row in accuracy:
+        row["gate"] = gating.check_row(row, reference, images.labels, thresholds)
+    report = {
+        "schema": report_mod.SCHEMA,
+        "environment": {**describe_environment(), "load_average": {"start": load_before, "end": _load_average()}},
+        "run": _run_record(options, run_dir, bundle, images, thresholds, command),
+        "model": {"macs": macs, "macs_method": macs_method},
+        "reference": reference["label"] if reference else None,
+        "rows": [r.to_dict() for r in rows],
+        "accuracy": accuracy,
+        "gates": {"failures": gating.gate_failures(accuracy)},
+        "notes": [],
+        "wall_s": time.perf_counter() - started,
+    }
+    report["targets"] = [t.to_dict() for t in evaluate_targets(report)]
+    report["notes"] = notes_for(report, options, skipped)
+    return report
+
+
+def pick_reference_dict(accuracy: list[dict]) -> dict | None:
+    """The accuracy row the others were compared with (same order as results.pick_reference)."""
+    ok = {r["label"]: r for r in accuracy if r["status"] == "ok"}
+    return next((ok[label] for label in REFERENCE_ORDER if label in ok), None)
+
+
+def write_outputs(report: dict, out_dir: str | Path, with_plots: bool = True) -> list[Path]:
+    """Plots (when matplotlib is installed), then bench.json and bench.md, all written atomically."""
+    out_dir = Path(out_dir)
+    written = plots.write_plots(report, out_dir) if with_plots else []
+    report["plots"] = [p.name for p in written]
+    if with_plots and importlib.util.find_spec("matplotlib") is None:
+        report["notes"].append("Plots skipped: matplotlib not installed (pip install \".[plots]\").")
+    return written + report_mod.write_report(report, out_dir)
+
+
+def _run_record(options: BenchOptions, run_dir: Path, bundle: dict, images: ImageSet, thresholds: dict,
+                command: str) -> dict:
+    return {
+        "run_dir": str(run_dir), "data": str(options.data), "split": options.split, "command": command,
+        "options": options.to_dict(), "formats": list(options.formats), "quick": options.quick,
+        "sample": options.sample, "input_size": int(bundle["input"]["size"]), "thresholds": thresholds,
+        "n_listed": images.n_listed, "n_images": len(images.paths), "n_failed": len(images.failures),
+        "failed_images": [{"path": p, "reason": r} for p, r in images.failures],
+        "preprocess_ms": images.preprocess_ms, "labels": images.labels.tolist(),
+        "images": [_relative(p, options.data) for p in images.paths],
+    }
+
+
+def notes_for(report: dict, options: BenchOptions, skipped: list) -> list[str]:
+    """Plain-language caveats for bench.md."""
+    notes = []
+    if any(s.reason == NO_TENSORFLOW for s in skipped):
+        notes.append("Keras rows skipped: TensorFlow not installed (a device install has only the runtime; "
+                     "agreement and ΔF1/ΔAUC are then against the first float artifact).")
+    if options.quick:
+        notes.append(f"--quick: {options.runs} timed runs, {report['run']['n_images']} sampled images: "
+                     "smoke-test numbers, not a benchmark.")
+    load = report["environment"]["load_average"]
+    busiest = max(v for v in (load["start"], load["end"]) if v is not None) if any(load.values()) else None
+    if busiest is not None and busiest > 0.5 * usable_cores():
+        notes.append(f"The machine was busy (load average up to {busiest:.1f} on {usable_cores()} usable cores): "
+                     "timings are noisy; compare rows within this run only.")
+    if any((a.get("gate") or {}).get("reason") == gating.GATES_MISSING for a in report["accuracy"]):
+        notes.append("Fidelity gates not checked: " + gating.GATES_MISSING + ".")
+    notes.append("Numbers from different machines are never comparable; this report holds one device only.")
+    return notes
+
+
+def _log_job(job, result: dict) -> None:
+    measured = (result.get("measurements") or [{}])[0]
+    if measured.get("status") == "ok":
+        log.info("%s threads=%d batch=%d: p50 %.1f ms (%d runs), %s", job.label, job.threads, job.batch,
+                 percentile(measured["samples_ms"], 50), len(measured["samples_ms"]), measured["runtime"])
+    else:
+        log.warning("%s threads=%d batch=%d failed: %s", job.label, job.threads, job.batch,
+                    measured.get("reason") or result.get("reason"))
+
+
+def _relative(path: str, data: str) -> str:
+    """An image path relative to the dataset folder (or the CSV's folder) when it lies inside it."""
+    root = Path(data).resolve()
+    root = root.parent if root.is_file() else root
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

@@ -1,0 +1,78 @@
+"""`fracture-edge bench RUN --data DIR`: registers the subcommand; heavy imports happen in the handler."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench", help="measure every artifact of a run folder side by side (latency, size, memory, accuracy)",
+        description="Benchmark the artifacts of a run folder on real images: latency (warm-up, fixed runs, "
+                    "p50/p90), load and first-inference time, peak RSS (one subprocess per row), size, "
+                    "accuracy/F1/AUC at the bundle's thresholds and agreement with the reference. Writes "
+                    "bench.json, bench.md and plots to --out.")
+    parser.add_argument("run", help="run folder with bundle.json and the exported artifacts")
+    parser.add_argument("--data", required=True, help="dataset folder (split/class/image) or split CSV")
+    parser.add_argument("--split", default="test", help="split to evaluate on (default: test; 'all' = every image)")
+    parser.add_argument("--formats", default="all",
+                        help="comma-separated formats (keras,tflite-fp32,tflite-fp16,tflite-int8,onnx-fp32,"
+                             "onnx-int8) or 'all' (default)")
+    parser.add_argument("--threads", default=None, help="thread counts to measure, e.g. 1,2 (default: usable cores)")
+    parser.add_argument("--batch", default="1", help="batch sizes to measure, e.g. 1,8 (default: 1)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default: 10)")
+    parser.add_argument("--runs", type=int, default=50, help="timed calls per row (default: 50)")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="evaluate on a stratified sample of this many images (default: 0 = all)")
+    parser.add_argument("--budget", type=float, default=60.0,
+                        help="seconds of timing per row before stopping early, >= 5 runs kept (default: 60)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 2 warm-up, 10 runs, 24 sampled images, 5 s budget per row")
+    parser.add_argument("--out", default=None, help="output folder (default: RUN/bench/)")
+    parser.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
+    parser.add_argument("--gate", action="store_true",
+                        help="exit non-zero when a compressed artifact breaks the fidelity gates")
+    parser.set_defaults(handler=handle_bench)
+
+
+def options_from_args(args: argparse.Namespace):
+    """BenchOptions from parsed flags (unknown values raise ValueError listing valid choices)."""
+    from ..edge_runtime.formats import parse_formats
+    from .options import BenchOptions, default_threads, parse_int_list
+
+    threads = parse_int_list(args.threads, "--threads") if args.threads else default_threads()
+    return BenchOptions(run=args.run, data=args.data, split=args.split, formats=parse_formats(args.formats),
+                        threads=threads, batches=parse_int_list(args.batch, "--batch"), warmup=args.warmup,
+                        runs=args.runs, sample=args.sample, budget_s=args.budget, out=args.out,
+                        gate=args.gate, quick=args.quick, plots=not args.no_plots)
+
+
+def handle_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench, write_outputs
+    from .gating import GATES_MISSING, gates_module
+
+    options = options_from_args(args)
+    if options.gate and gates_module() is None:
+        from ..edge_runtime.errors import FractureEdgeError
+
+        raise FractureEdgeError(f"--gate: {GATES_MISSING}")
+    command = "fracture-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report = run_bench(options, command=command)
+    written = write_outputs(report, options.out_dir(), with_plots=options.plots)
+    print(_summary(report, written))
+    failures = report["gates"]["failures"]
+    if options.gate and failures:
+        print("fracture-edge: error: fidelity gate failed: " + " | ".join(failures), file=sys.stderr)
+        return 3
+    return 0
+
+
+def _summary(report: dict, written: list) -> str:
+    lines = []
+    for row in report["rows"]:
+        lat = row.get("latency") or {}
+        figure = f"p50 {lat['p50_ms']:.1f} ms" if lat else f"{row['status']}: {row.get('reason', '')}"
+        lines.append(f"{row['label']:<22} t{row.get('threads') or '-'} b{row.get('batch') or '-'}  {figure}")
+    lines.append(f"wall time {report['wall_s']:.0f} s; wrote {', '.join(str(p) for p in written)}")
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""The device a benchmark ran on: CPU model and flags, cores, memory, OS, Python, library versions, date."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+# Distribution names whose versions the report records (absent ones are reported as null).
+LIBRARIES = ("fracture-edge", "numpy", "pillow", "ai-edge-litert", "tflite-runtime", "onnxruntime",
+             "onnx", "tensorflow", "keras", "tf2onnx", "matplotlib")
+# CPU flags that decide which kernels run fast; the full list is kept too.
+KEY_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8",
+             "asimd", "asimddp", "fphp", "i8mm", "neon")
+
+
+def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict:
+    """Installed version of each distribution, or None."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
+    """CPU model name and feature flags from /proc/cpuinfo (x86 'model name'/'flags', ARM 'Model'/'Features')."""
+    fields: dict[str, str] = {}
+    try:
+        text = Path(cpuinfo_path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip().lower(), value.strip())
+    names = [fields.get("model name"), fields.get("model"), fields.get("hardware"), fields.get("cpu part"),
+             platform.processor(), platform.machine()]
+    model = next((n for n in names if n and not n.isdigit()), "unknown CPU")
+    flags = (fields.get("flags") or fields.get("features") or "").split()
+    return {"model": model, "key_flags": [f for f in KEY_FLAGS if f in flags], "flags": flags}
+
+
+def memory_total_mb(meminfo_path: str = "/proc/meminfo") -> float | None:
+    try:
+        for line in Path(meminfo_path).read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (affinity-aware), falling back to os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def describe_environment() -> dict:
+    """Everything a reader needs to know which machine produced a set of numbers."""
+    return {
+        "hostname": platform.node(),
+        "cpu": cpu_info(),
+        "cores_logical": os.cpu_count(),
+        "cores_usable": usable_cores(),
+        "memory_mb": memory_total_mb(),
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "libraries": library_versions(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def device_line(env: dict) -> str:
+    """One line naming the device, for the report's header."""
+    cpu = env.get("cpu", {})
+    flags = ", ".join(cpu.get("key_flags", [])) or "no listed SIMD flags"
+    return (f"{cpu.get('model', 'unknown CPU')} ({env.get('cores_usable')} usable of "
+            f"{env.get('cores_logical')} logical cores; {flags}), {env.get('memory_mb')} MB RAM, "
+            f"{env.get('os')}, Python {env.get('python')}")

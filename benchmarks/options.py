@@ -1,0 +1,74 @@
+"""Benchmark options: one frozen dataclass, defaults < CLI flags; --quick shrinks the work for smoke runs."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+
+from ..edge_runtime.formats import FORMATS
+
+QUICK = {"warmup": 2, "runs": 10, "sample": 24, "budget_s": 5.0}
+
+
+def default_threads() -> tuple[int, ...]:
+    """The usable core count (the setting the latency targets are measured at on a 2-core machine)."""
+    try:
+        return (len(os.sched_getaffinity(0)),)
+    except (AttributeError, OSError):
+        return (os.cpu_count() or 1,)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    run: str                                   # run folder with bundle.json and the artifacts
+    data: str                                  # dataset folder or split CSV (real images)
+    split: str = "test"
+    formats: tuple[str, ...] = tuple(FORMATS)  # rows to measure (keras needs TensorFlow)
+    threads: tuple[int, ...] = field(default_factory=default_threads)
+    batches: tuple[int, ...] = (1,)
+    warmup: int = 10
+    runs: int = 50
+    sample: int = 0                            # 0 = every image of the split; >0 = a stratified sample
+    budget_s: float = 60.0                     # per measurement: stop timing after this (>= 5 runs kept)
+    job_timeout_s: float = 900.0               # a worker subprocess running longer is killed
+    out: str | None = None                     # default RUN/bench/
+    gate: bool = False
+    quick: bool = False
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        for name in self.formats:
+            if name not in FORMATS:
+                raise ValueError(f"unknown format {name!r}; valid formats: {', '.join(FORMATS)}")
+        if not self.threads or min(self.threads) < 1:
+            raise ValueError(f"--threads must be positive integers, got {self.threads}")
+        if not self.batches or min(self.batches) < 1:
+            raise ValueError(f"--batch must be positive integers, got {self.batches}")
+        if self.warmup < 0 or self.runs < 1 or self.sample < 0 or self.budget_s <= 0:
+            raise ValueError("--warmup and --sample must be >= 0, --runs >= 1 and the budget positive")
+
+    def resolved(self) -> "BenchOptions":
+        """These options with --quick's smaller workload applied (explicit values that are smaller win)."""
+        if not self.quick:
+            return self
+        return replace(self, warmup=min(self.warmup, QUICK["warmup"]), runs=min(self.runs, QUICK["runs"]),
+                       sample=min(self.sample or QUICK["sample"], QUICK["sample"]),
+                       budget_s=min(self.budget_s, QUICK["budget_s"]))
+
+    def out_dir(self) -> str:
+        return self.out or os.path.join(self.run, "bench")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["formats"], d["threads"], d["batches"] = list(self.formats), list(self.threads), list(self.batches)
+        return d
+
+
+def parse_int_list(text: str, what: str) -> tuple[int, ...]:
+    """'1,2' -> (1, 2); anything else raises ValueError naming the flag."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers like 1,2, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{what} must list at least one value, got {text!r}")
+    return values

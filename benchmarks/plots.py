@@ -1,0 +1,111 @@
+"""PNG plots of a bench report (optional `plots` extra): latency vs F1 Pareto, ROC overlay, latency spread."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..edge_runtime import atomic
+from . import stats
+
+log = logging.getLogger(__name__)
+
+
+def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
+    """Write every plot the report has data for; without matplotlib, log a note and write nothing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("plots skipped: matplotlib is not installed (pip install \".[plots]\")")
+        return []
+    out_dir = Path(out_dir)
+    written = []
+    for name, draw in (("latency_vs_f1.png", plot_pareto), ("roc.png", plot_roc),
+                       ("latency_distribution.png", plot_latency_spread)):
+        fig = draw(report, plt)
+        if fig is None:
+            continue
+        with atomic.atomic_path(out_dir / name) as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        written.append(out_dir / name)
+    return written
+
+
+def pareto_points(report: dict) -> list[tuple[str, float, float]]:
+    """(label, p50 ms, F1) for each format: its batch-1 row with the most threads, and its accuracy row."""
+    f1 = {r["label"]: r["summary"]["balanced"]["f1"] for r in report["accuracy"] if r["status"] == "ok"}
+    best: dict[str, dict] = {}
+    for r in report["rows"]:
+        if r["status"] != "ok" or r["batch"] != 1:
+            continue
+        key = r["label"] if r["label"] in f1 else ("keras (tf.function)" if r["format"] == "keras" else None)
+        if key in f1 and (r["label"] not in best or r["threads"] > best[r["label"]]["threads"]):
+            best[r["label"]] = {**r, "f1_key": key}
+    return [(label, r["latency"]["p50_ms"], f1[r["f1_key"]]) for label, r in best.items()]
+
+
+def plot_pareto(report: dict, plt):
+    points = pareto_points(report)
+    if not points:
+        return None
+    front = set(stats.pareto_front([(lat, f1) for _, lat, f1 in points]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (label, lat, f1) in enumerate(points):
+        ax.scatter(lat, f1, s=60, marker="o" if i in front else "x", color="C0" if i in front else "C3")
+        ax.annotate(label, (lat, f1), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    front_pts = sorted((points[i][1], points[i][2]) for i in front)
+    ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], "--", color="C0", alpha=0.6, label="Pareto front")
+    _log_ms_axis(ax)
+    ax.set_xlabel("p50 latency, batch 1 (ms, log scale)")
+    ax.set_ylabel("F1 at the balanced threshold")
+    ax.set_title("Latency vs F1 (up and left is better)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def plot_roc(report: dict, plt):
+    rows = [r for r in report["accuracy"] if r["status"] == "ok" and r.get("roc")]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    styles = ("-", "--", "-.", ":")
+    for i, r in enumerate(rows):
+        auc = r["summary"].get("auc")
+        ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], styles[i % len(styles)], lw=1.5,
+                label=f"{r['label']} (AUC {auc:.4f})" if auc is not None else r["label"])
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, alpha=0.5)
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.set_title(f"ROC on {report['run']['split']} ({report['run']['n_images']} images)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+def plot_latency_spread(report: dict, plt):
+    rows = [r for r in report["rows"] if r["status"] == "ok" and r.get("samples_ms")]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
+    names = [f"{r['label']} t{r['threads']} b{r['batch']}" for r in rows]
+    ax.boxplot([r["samples_ms"] for r in rows], vert=False, showfliers=True)
+    ax.set_yticks(range(1, len(rows) + 1), names, fontsize=8)
+    ax.invert_yaxis()  # first row on top, as in bench.md
+    _log_ms_axis(ax)
+    ax.set_xlabel("latency per call (ms, log scale)")
+    ax.set_title("Latency distribution per row (t = threads, b = batch)")
+    ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def _log_ms_axis(ax) -> None:
+    """Log-scaled x axis with plain-number tick labels (12, 35, 200 rather than 10^1)."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _pos: f"{value:g}" if f"{value:e}"[0] in "25" else ""))

@@ -1,0 +1,77 @@
+"""What a benchmark worker times: the runtime's Classifier, or one of the three ways users call a Keras model.
+
+Every predictor maps uint8 pixels (N, S, S, 3) to float64 P(fractured) (N,), like
+Classifier.predict_pixels, so latency and accuracy are measured through the same call users make.
+Imported only inside the worker subprocess (it loads LiteRT, ONNX Runtime or TensorFlow).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+KERAS_MODES = ("eager", "predict", "tf.function")
+# How each runtime is configured by edge_runtime.backends (recorded with every row).
+BACKEND_SETTINGS = {
+    "tflite": "Interpreter(num_threads=N); XNNPACK is LiteRT's default delegate (float and int8 ops)",
+    "onnx": "CPUExecutionProvider, intra_op_num_threads=N, graph optimization level ORT_ENABLE_ALL (default)",
+}
+
+
+@dataclass(frozen=True)
+class Predictor:
+    predict: Callable[[np.ndarray], np.ndarray]
+    runtime: str      # "ai-edge-litert 2.3.0", "tensorflow 2.21.0 (keras 3.15.0)"
+    details: dict     # anything worth reporting about how it was configured
+
+
+def load_predictor(job: dict, threads: int) -> Predictor:
+    """Build the predictor a job names: backend 'classifier' (tflite/onnx) or 'keras' (with keras_mode)."""
+    if job["backend"] == "keras":
+        return load_keras_predictor(job["artifact"], job["keras_mode"], threads)
+    if job["backend"] == "classifier":
+        return load_classifier_predictor(job, threads)
+    raise ValueError(f"unknown backend {job['backend']!r}; valid backends: classifier, keras")
+
+
+def load_classifier_predictor(job: dict, threads: int) -> Predictor:
+    """The runtime users run (edge_runtime.classifier.Classifier) on one artifact of the run folder."""
+    from ..edge_runtime.classifier import Classifier
+
+    clf = Classifier(job["run_dir"], num_threads=threads, format=job["format"])
+    settings = BACKEND_SETTINGS.get(clf.format.backend, "")
+    details = {"artifact": str(clf.path), "bundle_source": clf.bundle_source, "num_threads": threads,
+               "settings": settings}
+    return Predictor(clf.predict_pixels, clf.runtime, details)
+
+
+def load_keras_predictor(path: str, mode: str, threads: int) -> Predictor:
+    """A Keras model called eagerly (model(x)), through model.predict, or as a tf.function-compiled call."""
+    if mode not in KERAS_MODES:
+        raise ValueError(f"unknown keras mode {mode!r}; valid modes: {', '.join(KERAS_MODES)}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+
+    model = keras.saving.load_model(path, compile=False)
+    runtime = f"tensorflow {tf.__version__} (keras {keras.__version__})"
+    return Predictor(_keras_call(model, mode, tf), runtime, {"keras_mode": mode})
+
+
+def _keras_call(model, mode: str, tf) -> Callable[[np.ndarray], np.ndarray]:
+    def as_probs(out) -> np.ndarray:
+        return np.asarray(out, dtype=np.float64).reshape(len(out), -1)[:, 0]
+
+    if mode == "eager":
+        return lambda pixels: as_probs(model(pixels.astype(np.float32), training=False).numpy())
+    if mode == "predict":
+        return lambda pixels: as_probs(model.predict(pixels.astype(np.float32), batch_size=len(pixels), verbose=0))
+    shape = (None,) + tuple(model.input_shape[1:])
+    compiled = tf.function(lambda x: model(x, training=False),
+                           input_signature=[tf.TensorSpec(shape, tf.float32)])
+    return lambda pixels: as_probs(compiled(tf.constant(pixels, dtype=tf.float32)).numpy())

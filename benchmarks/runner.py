@@ -1,0 +1,112 @@
+"""Plan the benchmark rows and run each one in its own worker subprocess (clean memory figures)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..edge_runtime.formats import FORMATS
+from .options import BenchOptions
+from .predictors import KERAS_MODES
+
+log = logging.getLogger(__name__)
+
+WORKER_MODULE = "fracture_edge.benchmarks.worker"
+ACCURACY_KERAS_MODE = "tf.function"  # the fastest Keras path runs the Keras accuracy pass
+NO_TENSORFLOW = "TensorFlow not installed (pip install \".[train]\"); Keras rows skipped"
+
+
+@dataclass(frozen=True)
+class Job:
+    label: str              # row name: "tflite-int8", "keras (eager)"
+    format: str
+    backend: str            # classifier | keras
+    artifact: str
+    threads: int
+    batch: int
+    keras_mode: str | None = None
+    accuracy: bool = False  # this job also runs the accuracy pass (one job per format)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    label: str
+    format: str
+    status: str             # missing | skipped
+    reason: str
+
+
+def tensorflow_available() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def keras_label(mode: str) -> str:
+    return f"keras ({mode})"
+
+
+def plan_jobs(options: BenchOptions, run_dir: Path, have_tf: bool | None = None) -> tuple[list[Job], list[Skipped]]:
+    """One job per (row, threads, batch); missing artifacts and unavailable runtimes become Skipped rows."""
+    have_tf = tensorflow_available() if have_tf is None else have_tf
+    jobs: list[Job] = []
+    skipped: list[Skipped] = []
+    for name in options.formats:
+        fmt = FORMATS[name]
+        artifact = run_dir / fmt.filename
+        labels = [keras_label(m) for m in KERAS_MODES] if name == "keras" else [name]
+        if name == "keras" and not have_tf:
+            skipped += [Skipped(label, name, "skipped", NO_TENSORFLOW) for label in labels]
+        elif not artifact.is_file():
+            stage = "train" if name == "keras" else "export"
+            reason = f"{fmt.filename} not found in {run_dir} (written by `fracture-edge {stage}`)"
+            skipped += [Skipped(label, name, "missing", reason) for label in labels]
+        else:
+            jobs += _format_jobs(name, str(artifact), options)
+    return jobs, skipped
+
+
+def _format_jobs(name: str, artifact: str, options: BenchOptions) -> list[Job]:
+    accuracy_setting = (max(options.threads), min(options.batches))
+    modes = KERAS_MODES if name == "keras" else (None,)
+    jobs = []
+    for mode in modes:
+        for threads in options.threads:
+            for batch in options.batches:
+                runs_accuracy = (threads, batch) == accuracy_setting and mode in (None, ACCURACY_KERAS_MODE)
+                jobs.append(Job(keras_label(mode) if mode else name, name, "keras" if mode else "classifier",
+                                artifact, threads, batch, mode, runs_accuracy))
+    return jobs
+
+
+def run_job(job: Job, options: BenchOptions, run_dir: Path, images_file: Path, workdir: Path, index: int) -> dict:
+    """Run one job in a fresh `python -m fracture_edge.benchmarks.worker`; failures come back as a dict."""
+    payload = {**asdict(job), "run_dir": str(run_dir), "images": str(images_file),
+               "warmup": options.warmup, "runs": options.runs, "budget_s": options.budget_s,
+               "measurements": [{"threads": job.threads, "batch": job.batch, "accuracy": job.accuracy}]}
+    result_file = workdir / f"result-{index:03d}.json"
+    command = [sys.executable, "-m", WORKER_MODULE, str(result_file)]
+    try:
+        proc = subprocess.run(command, input=json.dumps(payload), capture_output=True, text=True,
+                              timeout=options.job_timeout_s)
+    except subprocess.TimeoutExpired:
+        return _failure(f"timed out after {options.job_timeout_s:.0f} s (raise the limit or lower --runs)")
+    if proc.returncode != 0 or not result_file.is_file():
+        return _failure(_describe_exit(proc.returncode, proc.stderr))
+    result = json.loads(result_file.read_text(encoding="utf-8"))
+    result["stderr_tail"] = proc.stderr[-2000:]
+    return result
+
+
+def _failure(reason: str) -> dict:
+    return {"worker_failed": True, "reason": reason, "measurements": [], "accuracy": None}
+
+
+def _describe_exit(returncode: int, stderr: str) -> str:
+    lines = [line for line in (stderr or "").strip().splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else "no error output"
+    if returncode < 0:
+        return f"worker crashed (signal {-returncode}); last output: {last}"[:500]
+    return f"worker exited with status {returncode}: {last}"[:500]
