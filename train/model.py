@@ -13,7 +13,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "fracture_prob"
 FEATURE_LAYER = "avg_pool"        # 1024-d pooled features: stage 1 trains the head on these
-FINETUNE_FROM = {"conv5": "pool4_pool", "conv4": "pool3_pool"}  # cached input of each trainable tail
+# Cached input of each trainable tail: "conv5" fine-tunes the last dense block, "conv4" the last two, ...
+FINETUNE_FROM = {"conv5": "pool4_pool", "conv4": "pool3_pool", "conv3": "pool2_pool", "conv2": "pool1"}
 
 
 def build_model(size: int, weights: str = "none", dropout: float = 0.3):
@@ -70,7 +71,8 @@ def feature_extractor(model, layer_name: str):
 def trainable_tail(model, from_layer: str):
     """Sub-model from `from_layer`'s output to the prediction (shares layers with `model`).
 
-    Batch-norm layers stay frozen (inference statistics) so small CPU batches cannot wreck them.
+    Batch-norm layers stay frozen (inference statistics): small CPU batches would wreck them, and
+    moving statistics that lag the weights make validation scores meaningless.
     """
     import keras
 

@@ -1,0 +1,64 @@
+"""Load a split as model inputs and cache the frozen part's activations, so an epoch costs only the tail."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..edge_runtime.dataset import Sample
+from ..edge_runtime.preprocessing import InputContract, load_batch
+from ..edge_runtime.progress import progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SplitData:
+    name: str
+    pixels: np.ndarray            # (N, S, S, 3) uint8 model inputs
+    targets: np.ndarray           # (N,) int 1 = fractured
+    samples: tuple[Sample, ...]   # the samples that loaded, aligned with pixels
+    failures: tuple[tuple[str, str], ...]  # (path, reason) of files skipped
+
+
+def load_split(name: str, samples: list[Sample], contract: InputContract) -> SplitData:
+    """Decode and preprocess a split; unreadable files are skipped, logged and counted."""
+    paths = [s.path for s in samples]
+    chunks, kept_all, failures = [], [], []
+    step = 256
+    for start in progress(range(0, len(paths), step), desc=f"loading {name}", total=-(-len(paths) // step)):
+        pixels, kept, failed = load_batch(paths[start:start + step], contract)
+        chunks.append(pixels)
+        kept_all.extend(start + i for i in kept)
+        failures.extend(failed)
+    for path, reason in failures:
+        log.warning("skipped unreadable image: %s", reason)
+    kept_samples = tuple(samples[i] for i in kept_all)
+    targets = np.array([s.target for s in kept_samples], dtype=np.int64)
+    log.info("%s: %d images loaded (%d fractured), %d skipped", name, len(kept_samples), int(targets.sum()), len(failures))
+    return SplitData(name, np.concatenate(chunks), targets, kept_samples, tuple(failures))
+
+
+def cache_activations(submodel, pixels: np.ndarray, batch_size: int, desc: str,
+                      dtype: type = np.float32) -> np.ndarray:
+    """Run `submodel` (raw pixels -> activations) over `pixels` in batches; returns a numpy array."""
+    import tensorflow as tf
+
+    call = tf.function(lambda x: submodel(x, training=False), reduce_retracing=True)
+    outputs = []
+    starts = range(0, len(pixels), batch_size)
+    for start in progress(starts, desc=desc, total=len(starts)):
+        batch = tf.convert_to_tensor(pixels[start:start + batch_size], dtype=tf.float32)
+        outputs.append(call(batch).numpy().astype(dtype, copy=False))
+    return np.concatenate(outputs)
+
+
+def class_weights(targets: np.ndarray) -> dict[int, float]:
+    """Inverse-frequency weights so both classes weigh the same in the loss."""
+    n = len(targets)
+    n_pos = int(targets.sum())
+    n_neg = n - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("class weights need both classes in the training split")
+    return {0: n / (2.0 * n_neg), 1: n / (2.0 * n_pos)}

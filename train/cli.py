@@ -1,0 +1,113 @@
+"""CLI registration for `train`, `eval` and `demo` (TensorFlow is imported only inside the handlers)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..edge_runtime.errors import missing_extra
+
+SHARED_WEIGHTS_HINT = "../shared/weights/densenet121_imagenet_notop.weights.h5"
+
+
+def _require_tensorflow(what: str) -> None:
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise missing_extra("tensorflow", "train", what) from None
+
+
+def register(subparsers) -> None:
+    _register_train(subparsers)
+    _register_eval(subparsers)
+    _register_demo(subparsers)
+
+
+def _register_train(subparsers) -> None:
+    from .options import TrainOptions
+
+    d = TrainOptions(data="", out="")
+    p = subparsers.add_parser("train", help="train the DenseNet121 fracture classifier",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                              description="Two-stage transfer learning on CPU: head on cached features, then "
+                                          "fine-tuning of the last dense block(s) on cached activations.")
+    p.add_argument("--data", required=True, help="dataset folder (split/class/image) or split CSV")
+    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--weights", default=d.weights,
+                   help=f"imagenet (Keras download, needs internet) | none | PATH (e.g. {SHARED_WEIGHTS_HINT})")
+    p.add_argument("--size", type=int, default=d.size, help="input side in pixels")
+    p.add_argument("--views", type=int, default=d.views, help="cached views per training image (1 = no augmentation)")
+    p.add_argument("--head-epochs", type=int, default=d.head_epochs)
+    p.add_argument("--head-lr", type=float, default=d.head_lr)
+    p.add_argument("--finetune-from", default=d.finetune_from, help="conv5 (last dense block) | conv4 | conv3 | conv2 | none (head only)")
+    p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs)
+    p.add_argument("--finetune-lr", type=float, default=d.finetune_lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--patience", type=int, default=d.patience, help="early stopping patience (val AUC)")
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-images", type=int, default=d.max_images, help="cap each split (0 = all); smoke runs")
+    p.add_argument("--allow-leakage", action="store_true", help="train even if val/test images have copies in train")
+    p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
+    p.set_defaults(handler=_run_train)
+
+
+def _options_from_args(args, **overrides):
+    from .options import TrainOptions
+
+    fields = {k: getattr(args, k) for k in TrainOptions.__dataclass_fields__ if hasattr(args, k)}
+    return TrainOptions(**{**fields, **overrides})
+
+
+def _run_train(args) -> int:
+    opts = _options_from_args(args)
+    _require_tensorflow("training")
+    from .evaluate import format_metrics_lines
+    from .trainer import train
+
+    summary = train(opts)
+    print(f"run folder: {summary.run_dir}")
+    for line in format_metrics_lines({"format": "keras", "split": "test", **summary.test}):
+        print(line)
+    print(f"train time {summary.seconds / 60:.1f} min, peak RSS {summary.peak_rss_mb:.0f} MB")
+    return 0
+
+
+def _register_eval(subparsers) -> None:
+    from ..edge_runtime.formats import FORMATS
+
+    p = subparsers.add_parser("eval", help="re-score a run on a dataset split (Keras or an exported format)")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--data", help="dataset folder or split CSV (default: the one the run was trained on)")
+    p.add_argument("--split", default="test", help="train | val | test")
+    p.add_argument("--format", default="keras", choices=list(FORMATS), help="which artifact to score")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args) -> int:
+    if args.format == "keras":
+        _require_tensorflow("evaluating the Keras model")
+    from .evaluate import evaluate_run, format_metrics_lines
+
+    result = evaluate_run(args.run, args.data, args.split, args.format)
+    print(json.dumps(result, indent=2) if args.json else "\n".join(format_metrics_lines(result)))
+    return 0
+
+
+def _register_demo(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="run the whole pipeline on built-in SYNTHETIC radiographs",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                              description="Draws a small synthetic radiograph set (labelled synthetic), trains "
+                                          "DenseNet121 from scratch (--weights none) at a small input size, then "
+                                          "exports, verifies and benchmarks every format. Needs no download.")
+    p.add_argument("--out", default="runs/demo", help="demo folder (replaced on every run)")
+    p.add_argument("--size", type=int, default=64, help="input side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args) -> int:
+    _require_tensorflow("the demo")
+    from .demo import run_demo
+
+    return run_demo(args.out, args.size, args.seed)

@@ -1,0 +1,68 @@
+"""`fracture-edge eval`: re-score a run's model (Keras or any exported artifact) on a dataset split."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..edge_runtime import atomic
+from ..edge_runtime.bundle import input_contract, load_bundle
+from ..edge_runtime.dataset import read_dataset, require_both_classes, select_split
+from ..edge_runtime.errors import FractureEdgeError
+from ..edge_runtime.formats import get_format
+from ..edge_runtime.metrics import summarize
+from .activations import load_split
+
+log = logging.getLogger(__name__)
+
+
+def keras_probabilities(run_dir: Path, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """P(fractured) from the run's Keras model for uint8 model inputs."""
+    import keras
+
+    path = run_dir / get_format("keras").filename
+    if not path.is_file():
+        raise FractureEdgeError(f"{path}: Keras model not found in the run folder")
+    model = keras.models.load_model(path, compile=False)
+    return model.predict(pixels.astype(np.float32), batch_size=batch_size, verbose=0).ravel().astype(np.float64)
+
+
+def artifact_probabilities(run_dir: Path, fmt: str, pixels: np.ndarray) -> np.ndarray:
+    """P(fractured) from an exported artifact, through the same runtime users run."""
+    from ..edge_runtime.classifier import Classifier
+
+    return Classifier(run_dir, format=fmt).predict_pixels(pixels)
+
+
+def evaluate_run(run_dir: str, data: str | None, split: str, fmt: str = "keras") -> dict:
+    """Metrics of one format on one split at the bundle's thresholds; written to RUN/eval_<fmt>_<split>.json."""
+    run = Path(run_dir)
+    bundle = load_bundle(run)
+    get_format(fmt)
+    source = data or bundle.get("data", {}).get("source")
+    if not source:
+        raise FractureEdgeError(f"{run}: bundle has no data source; pass --data DIR")
+    samples = select_split(read_dataset(source), split, source)
+    require_both_classes(samples, f"{source} [{split}]")
+    loaded = load_split(split, samples, input_contract(bundle))
+    probs = keras_probabilities(run, loaded.pixels) if fmt == "keras" else artifact_probabilities(run, fmt, loaded.pixels)
+    result = {"run": str(run), "format": fmt, "data": str(source), "split": split,
+              "skipped_unreadable": [list(f) for f in loaded.failures],
+              **summarize(loaded.targets, probs, bundle["thresholds"])}
+    atomic.write_json(run / f"eval_{fmt}_{split}.json", result)
+    return result
+
+
+def format_metrics_lines(result: dict) -> list[str]:
+    """Human-readable lines for a summarize() result."""
+    lines = [f"{result.get('format', 'model')} on {result.get('split', '?')}: n={result['n']} "
+             f"(fractured {result['n_positive']}), AUC {result['auc']:.4f}"]
+    for name in ("balanced", "screening"):
+        if name in result:
+            m = result[name]
+            lines.append(f"  {name:9s} t={m['threshold']:.4f}  acc {m['accuracy']:.3f}  prec {m['precision']:.3f}  "
+                         f"sens {m['sensitivity']:.3f}  spec {m['specificity']:.3f}  F1 {m['f1']:.3f}  "
+                         f"TP {m['confusion']['tp']} FP {m['confusion']['fp']} TN {m['confusion']['tn']} "
+                         f"FN {m['confusion']['fn']}")
+    return lines

@@ -1,0 +1,127 @@
+"""`fracture-edge train`: data check -> cache activations -> head -> fine-tune -> thresholds -> run folder."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..edge_runtime.dataset import read_dataset, require_both_classes, select_split
+from ..edge_runtime.errors import FractureEdgeError
+from ..edge_runtime.metrics import choose_thresholds
+from ..edge_runtime.preprocessing import InputContract
+from . import activations, stages
+from .augment import augmented_views
+from .model import FEATURE_LAYER, FINETUNE_FROM, build_model, feature_extractor, trainable_tail
+from .options import TrainOptions
+from .run_folder import RunSummary, write_run_folder
+
+log = logging.getLogger(__name__)
+
+
+def prepare_out_dir(opts: TrainOptions) -> Path:
+    out = Path(opts.out)
+    if out.exists() and any(out.iterdir()) and not opts.overwrite:
+        raise FractureEdgeError(f"{out}: run folder exists and is not empty (use --overwrite or another --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def load_splits(opts: TrainOptions, contract: InputContract) -> tuple[dict, dict]:
+    """Read the dataset, check it for leakage, and load train/val/test as model inputs."""
+    samples = read_dataset(opts.data)
+    data_report = check_leakage(samples, opts)
+    splits = {}
+    for name in ("train", "val", "test"):
+        chosen = select_split(samples, name, opts.data)
+        if opts.max_images:
+            chosen = _cap(chosen, opts.max_images, opts.seed)
+        require_both_classes(chosen, f"{opts.data} [{name}]")
+        splits[name] = activations.load_split(name, chosen, contract)
+        if len(set(splits[name].targets.tolist())) < 2:
+            raise FractureEdgeError(f"{opts.data} [{name}]: after skipping unreadable files one class has no images")
+    return splits, data_report
+
+
+def _cap(samples: list, n: int, seed: int) -> list:
+    """A stratified, seeded subset of at most n samples (keeps both classes)."""
+    rng = np.random.default_rng(seed)
+    pos = [s for s in samples if s.target == 1]
+    neg = [s for s in samples if s.target == 0]
+    n_pos = max(1, round(n * len(pos) / len(samples)))
+    pick = lambda group, k: [group[i] for i in sorted(rng.permutation(len(group))[:k])]  # noqa: E731
+    return pick(pos, min(n_pos, len(pos))) + pick(neg, min(n - n_pos, len(neg)))
+
+
+def check_leakage(samples: list, opts: TrainOptions) -> dict:
+    """Run the data check; refuse a split where val/test images have copies in train unless allowed."""
+    from .data_check import check_samples
+
+    report = check_samples(samples, show_progress=True)
+    summary = report.to_dict()
+    if report.leak_count:
+        message = (f"{opts.data}: {report.leak_count} validation/test image(s) have an exact or near copy in "
+                   "train, so test metrics would be training metrics; fix the split "
+                   "(fracture-edge data split) or pass --allow-leakage to train anyway (recorded in metrics)")
+        if not opts.allow_leakage:
+            raise FractureEdgeError(message)
+        log.warning(message)
+    return summary
+
+
+def cache_inputs(model, splits: dict, opts: TrainOptions) -> tuple[dict, str]:
+    """Activations entering the trainable tail (or pooled features when nothing is fine-tuned)."""
+    layer = FINETUNE_FROM.get(opts.finetune_from, FEATURE_LAYER)
+    extractor = feature_extractor(model, layer)
+    train = splits["train"]
+    views = []
+    for v in range(opts.views):
+        pixels = train.pixels if v == 0 else augmented_views(train.pixels, 2, opts.seed + v)[len(train.pixels):]
+        views.append(activations.cache_activations(extractor, pixels, opts.batch_size, f"caching train view {v + 1}/{opts.views}",
+                                                   dtype=np.float16))
+    cached = {"train": np.concatenate(views),
+              "train_y": np.tile(train.targets, opts.views)}
+    for name in ("val", "test"):
+        cached[name] = activations.cache_activations(extractor, splits[name].pixels, opts.batch_size, f"caching {name}")
+    return cached, layer
+
+
+def train(opts: TrainOptions) -> RunSummary:
+    """Train and write the run folder; returns the summary written to metrics.json."""
+    import keras
+
+    started = time.perf_counter()
+    out = prepare_out_dir(opts)
+    keras.utils.set_random_seed(opts.seed)
+    contract = InputContract(size=opts.size)
+    splits, data_report = load_splits(opts, contract)
+    model = build_model(opts.size, opts.weights, opts.dropout)
+    cached, layer = cache_inputs(model, splits, opts)
+    weights = activations.class_weights(cached["train_y"])
+    history = {}
+    to_features = (lambda a: a) if layer == FEATURE_LAYER else stages.pooled_features(model, layer).predict
+    feats = {k: np.asarray(to_features(cached[k]), np.float32) for k in ("train", "val")}
+    history["head"] = stages.fit_head(model, feats["train"], cached["train_y"], feats["val"], splits["val"].targets,
+                                      weights, opts.head_epochs, opts.head_lr, opts.batch_size * 2, opts.patience)
+    if layer != FEATURE_LAYER and opts.finetune_epochs:
+        history["finetune"] = stages.fit_tail(trainable_tail(model, layer), cached["train"], cached["train_y"],
+                                              cached["val"], splits["val"].targets, weights, opts.finetune_epochs,
+                                              opts.finetune_lr, opts.batch_size, opts.patience)
+    probs = {k: predict_cached(model, layer, cached[k]) for k in ("val", "test")}
+    thresholds = choose_thresholds(splits["val"].targets, probs["val"])
+    return write_run_folder(out, model, opts, contract, splits, probs, thresholds, history, data_report,
+                            time.perf_counter() - started)
+
+
+def predict_cached(model, layer: str, x: np.ndarray) -> np.ndarray:
+    """P(fractured) for cached activations of `layer` (dropout off, batch-norm in inference mode)."""
+    import keras
+
+    inputs = keras.Input(x.shape[1:])
+    if layer == FEATURE_LAYER:
+        outputs = model.get_layer("fracture_prob")(model.get_layer("head_dropout")(inputs))
+        rest = keras.Model(inputs, outputs)
+    else:
+        rest = keras.Model(model.get_layer(layer).output, model.output)
+    return rest.predict(x, verbose=0, batch_size=64).ravel().astype(np.float64)
