@@ -92,7 +92,10 @@ def plot_latency_spread(report: dict, plt):
         return None
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.5))
     names = [f"{r['label']} t{r['threads']} b{r['batch']}" for r in rows]
-    ax.boxplot([r["samples_ms"] for r in rows], vert=False, showfliers=True)
+    try:
+        ax.boxplot([r["samples_ms"] for r in rows], orientation="horizontal", showfliers=True)
+    except TypeError:  # matplotlib < 3.10
+        ax.boxplot([r["samples_ms"] for r in rows], vert=False, showfliers=True)
     ax.set_yticks(range(1, len(rows) + 1), names, fontsize=8)
     ax.invert_yaxis()  # first row on top, as in bench.md
     _log_ms_axis(ax)

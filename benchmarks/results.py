@@ -31,6 +31,7 @@ class BenchRow:
     gmacs_per_s: float | None = None
     peak_rss_mb: float | None = None
     rss_baseline_mb: float | None = None
+    details: dict = field(default_factory=dict)   # runtime settings, artifact, tensorflow_loaded
     samples_ms: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -72,6 +73,7 @@ def speed_row(job: Job, result: dict, macs: int | None) -> BenchRow:
                     first_ms=measured["first_ms"], latency=latency,
                     gmacs_per_s=stats.gmacs_per_s(macs, latency["images_per_s"]),
                     peak_rss_mb=measured["peak_rss_mb"], rss_baseline_mb=result.get("rss_baseline_mb"),
+                    details={**measured.get("details", {}), "tensorflow_loaded": result.get("tensorflow_loaded")},
                     samples_ms=measured["samples_ms"], **base)
 
 

@@ -93,6 +93,7 @@ def run_job(job: dict) -> dict:
             predictor_for_accuracy = predictor
     if job.get("accuracy"):
         result["accuracy"] = _accuracy_or_failure(predictor_for_accuracy, images)
+    result["tensorflow_loaded"] = "tensorflow" in sys.modules  # a device row must never need TensorFlow
     return result
 
 

@@ -1,0 +1,106 @@
+"""`fracture-edge bench --quick` end to end on the tiny fixture models (no TensorFlow needed)."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fracture_edge.benchmarks import runner
+from fracture_edge.edge_runtime.cli import main
+
+FIXTURE_MODELS = Path(__file__).parent / "fixtures" / "models"
+PRESENT = ("tflite-fp32", "tflite-int8", "onnx-fp32")
+
+
+def make_run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("bundle.json", "model_fp32.tflite", "model_int8.tflite", "model_fp32.onnx"):
+        shutil.copy(FIXTURE_MODELS / name, run / name)
+    return run
+
+
+def make_images(tmp_path: Path) -> Path:
+    """Bright images are 'fractured' for the fixture model; one unreadable file must be skipped."""
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    for label, level in (("fractured", 190), ("not_fractured", 60)):
+        folder = data / "test" / label
+        folder.mkdir(parents=True)
+        for i in range(4):
+            pixels = np.clip(rng.normal(level, 25, (40, 36)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"img{i}.png")
+    (data / "test" / "fractured" / "broken.png").write_bytes(b"not an image")
+    return data
+
+
+@pytest.fixture(scope="module")
+def quick_bench(tmp_path_factory):
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("onnxruntime")
+    tmp = tmp_path_factory.mktemp("bench")
+    run, data, out = make_run(tmp), make_images(tmp), tmp / "out"
+    patch = pytest.MonkeyPatch()
+    patch.setattr(runner, "tensorflow_available", lambda: False)  # what a device install sees
+    try:
+        code = main(["bench", str(run), "--data", str(data), "--quick", "--threads", "1",
+                     "--batch", "1,2", "--out", str(out), "--no-plots"])
+    finally:
+        patch.undo()
+    return code, json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text()
+
+
+def test_quick_bench_succeeds_and_measures_every_present_artifact(quick_bench):
+    code, data, _ = quick_bench
+    assert code == 0
+    ok = [(r["label"], r["batch"]) for r in data["rows"] if r["status"] == "ok"]
+    assert sorted(ok) == sorted((name, batch) for name in PRESENT for batch in (1, 2))
+    for row in data["rows"]:
+        if row["status"] == "ok":
+            assert row["latency"]["runs"] >= 5 and row["peak_rss_mb"] > 0 and row["load_ms"] > 0
+            assert row["runtime"]
+            assert row["details"]["tensorflow_loaded"] is False  # the device path never imports TensorFlow
+
+
+@pytest.mark.parametrize("label, status", [
+    ("tflite-fp16", "missing"), ("onnx-int8", "missing"),
+    ("keras (eager)", "skipped"), ("keras (predict)", "skipped"), ("keras (tf.function)", "skipped"),
+])
+def test_quick_bench_keeps_rows_that_did_not_run(quick_bench, label, status):
+    _, data, md = quick_bench
+    row = next(r for r in data["rows"] if r["label"] == label)
+    assert row["status"] == status and row["reason"]
+    assert f"**{label}** ({status})" in md
+
+
+def test_quick_bench_accuracy_on_the_real_images(quick_bench):
+    _, data, md = quick_bench
+    assert data["run"]["n_images"] == 8 and data["run"]["n_failed"] == 1
+    rows = {r["label"]: r for r in data["accuracy"] if r["status"] == "ok"}
+    assert set(rows) == set(PRESENT)
+    assert data["reference"] == "tflite-fp32"
+    for row in rows.values():
+        assert row["summary"]["n"] == 8 and len(row["probs"]) == 8
+        assert row["vs_reference"]["agreement"] is not None
+    assert "Keras rows skipped: TensorFlow not installed" in md
+
+
+def test_quick_bench_records_device_and_macs(quick_bench):
+    _, data, md = quick_bench
+    assert data["environment"]["cores_logical"] >= 1 and data["environment"]["python"]
+    assert data["model"]["macs"] > 0
+    assert "**Device**" in md
+
+
+def test_unknown_format_is_one_clear_error(tmp_path, capsys):
+    code = main(["bench", str(tmp_path), "--data", str(tmp_path), "--formats", "tflite-int4"])
+    assert code != 0
+    assert "valid formats" in capsys.readouterr().err
+
+
+def test_run_folder_without_bundle_is_one_clear_error(tmp_path, capsys):
+    code = main(["bench", str(tmp_path), "--data", str(tmp_path), "--quick"])
+    assert code != 0
+    assert "bundle.json" in capsys.readouterr().err

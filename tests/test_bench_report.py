@@ -1,0 +1,153 @@
+"""The bench report: schema, failed rows kept with their reasons, targets, gates, plots."""
+import json
+
+import numpy as np
+import pytest
+
+from fracture_edge.benchmarks import gating, report, results, targets
+from fracture_edge.benchmarks.runner import Job, Skipped
+
+LABELS = np.array([1, 1, 0, 0, 1, 0])
+THRESHOLDS = {"balanced": 0.5, "screening": 0.3}
+
+
+def ok_row(label, p50, fmt=None, threads=2, batch=1, size=4_000_000):
+    samples = [p50 * 0.9, p50, p50, p50 * 1.1, p50 * 1.2]
+    return results.BenchRow(label=label, format=fmt or label, status="ok", runtime="ai-edge-litert 2.3.0",
+                            threads=threads, batch=batch, file="m", file_bytes=size, load_ms=20.0, first_ms=p50 * 2,
+                            latency={**_latency(samples), "p50_ms": p50}, peak_rss_mb=80.0,
+                            samples_ms=samples).to_dict()
+
+
+def _latency(samples):
+    from fracture_edge.benchmarks.stats import latency_summary
+    return latency_summary(samples)
+
+
+def accuracy_row(label, probs, fmt=None):
+    row = results._accuracy_row(Job(label, fmt or label, "classifier", __file__, 2, 1, accuracy=True),
+                                {"accuracy": {"status": "ok", "probs": probs, "seconds": 1.0},
+                                 "measurements": [{"runtime": "x"}]}, LABELS, THRESHOLDS)
+    return row
+
+
+def make_report(rows, accuracy, **run):
+    rep = {
+        "schema": report.SCHEMA,
+        "environment": {"cpu": {"model": "Test CPU", "key_flags": ["avx2"]}, "cores_usable": 2,
+                        "cores_logical": 2, "memory_mb": 1024, "os": "Linux", "python": "3.11", "date": "today"},
+        "run": {"run_dir": "/runs/demo", "data": "/data", "split": "test", "n_images": 6, "n_failed": 1,
+                "thresholds": THRESHOLDS, "input_size": 224, "formats": ["tflite-fp32", "tflite-int8"],
+                "quick": False, "sample": 0, **run},
+        "model": {"macs": 2_850_000_000, "macs_method": "test"},
+        "reference": "tflite-fp32",
+        "rows": rows, "accuracy": accuracy, "gates": {"failures": []}, "notes": ["a note"], "wall_s": 12.0,
+    }
+    rep["targets"] = [t.to_dict() for t in targets.evaluate_targets(rep)]
+    return rep
+
+
+def sample_report():
+    failed = results.BenchRow(label="onnx-int8", format="onnx-int8", status="failed",
+                              reason="worker crashed (signal 11); last output: boom").to_dict()
+    missing = results.skipped_row(Skipped("tflite-fp16", "tflite-fp16", "missing", "model_fp16.tflite not found"))
+    rows = [ok_row("tflite-fp32", 40.0, size=32_000_000), ok_row("tflite-int8", 30.0, size=7_000_000),
+            missing.to_dict(), failed]
+    acc = results.with_reference([accuracy_row("tflite-fp32", [0.9, 0.6, 0.2, 0.4, 0.7, 0.1]),
+                                  accuracy_row("tflite-int8", [0.8, 0.6, 0.3, 0.6, 0.7, 0.1]),
+                                  results.AccuracyRow("onnx-int8", "onnx-int8", "failed", "worker crashed")],
+                                 LABELS, THRESHOLDS)
+    return make_report(rows, [a.to_dict() for a in acc])
+
+
+def test_report_writes_json_and_markdown_with_every_row(tmp_path):
+    rep = sample_report()
+    paths = report.write_report(rep, tmp_path)
+    assert sorted(p.name for p in paths) == ["bench.json", "bench.md"]
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["schema"] == report.SCHEMA
+    assert [r["label"] for r in data["rows"]] == ["tflite-fp32", "tflite-int8", "tflite-fp16", "onnx-int8"]
+    assert {r["label"]: r["status"] for r in data["rows"]}["onnx-int8"] == "failed"
+    md = (tmp_path / "bench.md").read_text()
+    assert "worker crashed (signal 11)" in md
+    assert "model_fp16.tflite not found" in md
+    assert "| tflite-fp16 |" in md and "| onnx-int8 |" in md
+    assert "Test CPU" in md
+
+
+@pytest.mark.parametrize("drop", report.REPORT_KEYS)
+def test_report_missing_top_level_key_is_rejected(drop):
+    rep = sample_report()
+    del rep[drop]
+    with pytest.raises(ValueError, match=drop):
+        report.validate_report(rep)
+
+
+def test_report_row_missing_key_is_rejected():
+    rep = sample_report()
+    del rep["rows"][1]["latency"]
+    with pytest.raises(ValueError, match="tflite-int8"):
+        report.validate_report(rep)
+
+
+def test_reference_comparison_in_accuracy_rows():
+    rows = {r["label"]: r for r in sample_report()["accuracy"]}
+    int8 = rows["tflite-int8"]
+    assert int8["reference"] == "tflite-fp32"
+    # decisions at 0.5: fp32 T T F F T F, int8 T T F T T F -> 5 of 6 agree
+    assert int8["vs_reference"]["agreement"] == pytest.approx(5 / 6)
+    assert int8["vs_reference"]["delta_f1"] == pytest.approx(6 / 7 - 1.0)
+    assert rows["onnx-int8"]["status"] == "failed" and rows["onnx-int8"]["reason"] == "worker crashed"
+
+
+def test_reference_prefers_keras_over_tflite():
+    acc = [accuracy_row("tflite-fp32", [0.9] * 6), accuracy_row("keras (tf.function)", [0.1] * 6, fmt="keras")]
+    assert results.pick_reference(acc).label == "keras (tf.function)"
+
+
+@pytest.mark.parametrize("target_key, measured, met, word", [
+    ("int8_p50", 30.0, True, "met by 5 ms"),
+    ("int8_p50", 42.0, False, "missed by 7 ms"),
+    ("int8_vs_keras", 3.0, True, "met by 0.5 x"),
+    ("int8_size", 3.0, False, "missed by 1 x"),
+])
+def test_target_verdict_says_by_how_much(target_key, measured, met, word):
+    target = next(t for t in targets.TARGETS if t.key == target_key)
+    result = targets.judge(target, measured)
+    assert result.met is met
+    assert result.verdict.startswith(word)
+
+
+def test_targets_from_a_report():
+    by_key = {t["key"]: t for t in sample_report()["targets"]}
+    assert by_key["int8_p50"]["measured"] == pytest.approx(30.0) and by_key["int8_p50"]["met"]
+    assert by_key["int8_size"]["measured"] == pytest.approx(32 / 7)
+    assert by_key["int8_vs_keras"]["met"] is None        # no keras rows
+    assert by_key["int8_delta_f1"]["met"] is None        # reference is not keras
+    assert by_key["bench_wall"]["met"] is None           # subset of formats
+
+
+def test_failed_worker_keeps_its_row_and_reason():
+    job = Job("tflite-int8", "tflite-int8", "classifier", __file__, 2, 1)
+    row = results.speed_row(job, {"worker_failed": True, "reason": "timed out after 900 s", "measurements": []}, None)
+    assert (row.status, row.reason, row.threads) == ("failed", "timed out after 900 s", 2)
+
+
+def test_gate_checks_only_compressed_formats():
+    rep = sample_report()
+    rows = {r["label"]: r for r in rep["accuracy"]}
+    reference = rows["tflite-fp32"]
+    assert gating.check_row(reference, reference, LABELS, THRESHOLDS) is None
+    gate = gating.check_row(rows["tflite-int8"], reference, LABELS, THRESHOLDS)
+    assert gate["checked"] and gate["passed"] is False      # 5/6 agreement < the int8 minimum
+    rows["tflite-int8"]["gate"] = gate
+    assert gating.gate_failures(list(rows.values()))[0].startswith("tflite-int8: ")
+
+
+def test_plots_are_written_when_matplotlib_is_installed(tmp_path):
+    pytest.importorskip("matplotlib")
+    from fracture_edge.benchmarks import plots
+
+    written = plots.write_plots(sample_report(), tmp_path)
+    assert sorted(p.name for p in written) == ["latency_distribution.png", "latency_vs_f1.png", "roc.png"]
+    assert all(p.stat().st_size > 1000 for p in written)
