@@ -64,6 +64,20 @@ def verify_artifact(path: Path, bundle: dict) -> None:
                                     "re-export the model or copy the file again")
 
 
+def verify_resolved(resolved: ResolvedModel) -> None:
+    """Check the artifact against its bundle; a lone artifact with an embedded bundle (which cannot hold
+    its own hash) is checked against a bundle.json beside it when that one lists the file."""
+    if resolved.bundle_source != "embedded":
+        verify_artifact(resolved.path, resolved.bundle)
+        return
+    sibling = resolved.path.parent / BUNDLE_FILENAME
+    if sibling.is_file():
+        try:
+            verify_artifact(resolved.path, load_bundle(sibling))
+        except BundleError:
+            pass  # an unreadable neighbour does not stop a self-describing artifact
+
+
 def _pick_format(bundle: dict, folder: Path, name: str | None) -> Format:
     if name is not None:
         fmt = get_format(name)

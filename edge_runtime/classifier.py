@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .artifacts import resolve_model, verify_artifact
+from .artifacts import resolve_model, verify_resolved
 from .backends import open_backend
 from .bundle import BundleError, input_contract, resolve_threshold
 from .errors import FractureEdgeError
@@ -50,8 +50,7 @@ class Classifier:
     def __init__(self, model: str | os.PathLike, num_threads: int | None = None,
                  threshold: str | float | None = None, bundle: dict | None = None, format: str | None = None):
         resolved = resolve_model(model, format, bundle)
-        if resolved.bundle_source != "embedded":
-            verify_artifact(resolved.path, resolved.bundle)
+        verify_resolved(resolved)
         self.path, self.format, self.bundle = resolved.path, resolved.format, resolved.bundle
         self.bundle_source = resolved.bundle_source
         self.contract = input_contract(self.bundle)

@@ -32,7 +32,7 @@ def read_embedded_bundle(path: str | os.PathLike) -> dict | None:
         else:
             return None
     except (OSError, struct.error, IndexError, ValueError, RuntimeError) as exc:
-        raise BundleError(f"{path}: not a readable {suffix[1:]} model ({exc})") from None
+        raise BundleError(f"{path}: not a readable {suffix[1:]} model, corrupt or truncated ({exc})") from None
     if raw is None:
         return None
     try:
