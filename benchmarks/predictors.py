@@ -38,8 +38,11 @@ def load_predictor(job: dict, threads: int) -> Predictor:
 
 def load_classifier_predictor(job: dict, threads: int) -> Predictor:
     """The runtime users run (edge_runtime.classifier.Classifier) on one artifact of the run folder."""
+    from ..edge_runtime import backends
     from ..edge_runtime.classifier import Classifier
 
+    if job.get("tflite_runtime"):  # pin the interpreter (this process only): e.g. legacy tflite-runtime
+        backends.TFLITE_RUNTIMES = tuple(r for r in backends.TFLITE_RUNTIMES if r[1] == job["tflite_runtime"])
     clf = Classifier(job["run_dir"], num_threads=threads, format=job["format"])
     settings = BACKEND_SETTINGS.get(clf.format.backend, "")
     details = {"artifact": str(clf.path), "bundle_source": clf.bundle_source, "num_threads": threads,

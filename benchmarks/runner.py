@@ -6,7 +6,7 @@ import json
 import logging
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..edge_runtime.formats import FORMATS
@@ -30,6 +30,7 @@ class Job:
     batch: int
     keras_mode: str | None = None
     accuracy: bool = False  # this job also runs the accuracy pass (one job per format)
+    tflite_runtime: str | None = None  # pin the TFLite interpreter by distribution name (extra rows)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,12 @@ def tensorflow_available() -> bool:
 
 def keras_label(mode: str) -> str:
     return f"keras ({mode})"
+
+
+def extra_tflite_runtimes() -> tuple[str, ...]:
+    """Legacy `tflite-runtime` gets its own rows when installed beside LiteRT (which the runtime prefers)."""
+    both = all(importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "tflite_runtime"))
+    return ("tflite-runtime",) if both else ()
 
 
 def plan_jobs(options: BenchOptions, run_dir: Path, have_tf: bool | None = None) -> tuple[list[Job], list[Skipped]]:
@@ -65,6 +72,9 @@ def plan_jobs(options: BenchOptions, run_dir: Path, have_tf: bool | None = None)
             skipped += [Skipped(label, name, "missing", reason) for label in labels]
         else:
             jobs += _format_jobs(name, str(artifact), options)
+            if fmt.backend == "tflite":
+                jobs += [replace(job, label=f"{name} ({dist})", tflite_runtime=dist)
+                         for dist in extra_tflite_runtimes() for job in _format_jobs(name, str(artifact), options)]
     return jobs, skipped
 
 

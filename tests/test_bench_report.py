@@ -151,3 +151,31 @@ def test_plots_are_written_when_matplotlib_is_installed(tmp_path):
     written = plots.write_plots(sample_report(), tmp_path)
     assert sorted(p.name for p in written) == ["latency_distribution.png", "latency_vs_f1.png", "roc.png"]
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_plan_adds_tflite_runtime_rows_and_skips_keras_without_tensorflow(tmp_path, monkeypatch):
+    from fracture_edge.benchmarks import runner
+    from fracture_edge.benchmarks.options import BenchOptions
+
+    for name in ("model.keras", "model_fp32.tflite", "model_int8.onnx"):
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.setattr(runner, "extra_tflite_runtimes", lambda: ("tflite-runtime",))
+    options = BenchOptions(run=str(tmp_path), data=".", threads=(1, 2), batches=(1,))
+    jobs, skipped = runner.plan_jobs(options, tmp_path, have_tf=False)
+    assert sorted({j.label for j in jobs}) == ["onnx-int8", "tflite-fp32", "tflite-fp32 (tflite-runtime)"]
+    assert len(jobs) == 3 * 2
+    assert [j.threads for j in jobs if j.accuracy] == [2, 2, 2]          # one accuracy pass per row name
+    assert {s.label: s.status for s in skipped} == {
+        "keras (eager)": "skipped", "keras (predict)": "skipped", "keras (tf.function)": "skipped",
+        "tflite-fp16": "missing", "tflite-int8": "missing", "onnx-fp32": "missing"}
+
+
+def test_plan_has_three_keras_paths_with_tensorflow(tmp_path):
+    from fracture_edge.benchmarks import runner
+    from fracture_edge.benchmarks.options import BenchOptions
+
+    (tmp_path / "model.keras").write_bytes(b"x")
+    options = BenchOptions(run=str(tmp_path), data=".", formats=("keras",), threads=(2,), batches=(1, 8))
+    jobs, _ = runner.plan_jobs(options, tmp_path, have_tf=True)
+    assert [(j.keras_mode, j.batch) for j in jobs] == [(m, b) for m in ("eager", "predict", "tf.function") for b in (1, 8)]
+    assert [(j.keras_mode, j.batch) for j in jobs if j.accuracy] == [("tf.function", 1)]
