@@ -64,18 +64,21 @@ def verify_artifact(path: Path, bundle: dict) -> None:
                                     "re-export the model or copy the file again")
 
 
-def verify_resolved(resolved: ResolvedModel) -> None:
-    """Check the artifact against its bundle; a lone artifact with an embedded bundle (which cannot hold
-    its own hash) is checked against a bundle.json beside it when that one lists the file."""
+def verify_resolved(resolved: ResolvedModel, check_sibling: bool = False) -> None:
+    """Check the artifact against the bundle it was resolved with. An embedded bundle cannot hold its own
+    file's hash; with check_sibling (info does this) a bundle.json beside a lone artifact that lists the
+    file is checked instead. The Classifier does not: export verifies fresh artifacts before it rewrites
+    bundle.json, so the neighbour may still describe the previous export."""
     if resolved.bundle_source != "embedded":
         verify_artifact(resolved.path, resolved.bundle)
         return
     sibling = resolved.path.parent / BUNDLE_FILENAME
-    if sibling.is_file():
+    if check_sibling and sibling.is_file():
         try:
-            verify_artifact(resolved.path, load_bundle(sibling))
+            sibling_bundle = load_bundle(sibling)
         except BundleError:
-            pass  # an unreadable neighbour does not stop a self-describing artifact
+            return  # an unreadable neighbour does not stop a self-describing artifact
+        verify_artifact(resolved.path, sibling_bundle)
 
 
 def _pick_format(bundle: dict, folder: Path, name: str | None) -> Format:

@@ -20,7 +20,7 @@ def load_for_info(model: str) -> tuple[dict, str, Path, Path | None]:
         folder = path if path.is_dir() else path.parent
         return load_bundle(path), str(folder / BUNDLE_FILENAME), folder, None
     resolved = resolve_model(path)
-    verify_resolved(resolved)
+    verify_resolved(resolved, check_sibling=True)
     return resolved.bundle, f"{resolved.bundle_source} ({resolved.path})", path.parent, path
 
 

@@ -154,8 +154,8 @@ def test_artifact_that_differs_from_the_bundle_is_refused(run_copy, damage):
     path.write_bytes(bytes(data))
     with pytest.raises(ArtifactMismatchError, match="does not match its bundle.json"):
         Classifier(run_copy)
-    with pytest.raises(FractureEdgeError):  # alone, it is checked against the bundle.json beside it
-        Classifier(path)
+    with pytest.raises(ArtifactMismatchError, match="does not match its bundle.json"):
+        Classifier(path, bundle=load_bundle(run_copy))  # an explicit bundle is checked too
 
 
 def test_missing_model_and_missing_artifact(run_copy):

@@ -137,3 +137,11 @@ def test_info_on_a_lone_artifact_reads_the_embedded_bundle(capsys, tmp_path):
     shutil.copy(FIXTURES / "model_int8.tflite", lone)
     code, out, _ = run_cli(capsys, "info", lone)
     assert code == 0 and "embedded" in out and "positive: fractured" in out
+
+
+def test_info_on_a_tampered_lone_artifact_checks_the_bundle_beside_it(capsys, tmp_path):
+    run = Path(shutil.copytree(FIXTURES, tmp_path / "run"))
+    with open(run / "model_fp32.tflite", "ab") as fh:
+        fh.write(b"\0" * 16)  # still a readable flatbuffer, no longer the exported file
+    code, out, err = run_cli(capsys, "info", run / "model_fp32.tflite")
+    assert code == 1 and "does not match its bundle.json" in err and "truncated or replaced" in err
