@@ -18,7 +18,7 @@ from .macs import count_model_macs
 from .options import BenchOptions
 from .results import REFERENCE_ORDER, accuracy_rows, skipped_row, speed_row
 from .stats import percentile
-from .runner import NO_TENSORFLOW, plan_jobs, run_job
+from .runner import NO_TENSORFLOW, group_jobs, plan_jobs, run_group
 from .targets import evaluate_targets
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,10 @@ def run_bench(options: BenchOptions, command: str = "") -> dict:
     with tempfile.TemporaryDirectory(prefix="fracture-edge-bench-") as tmp:
         images_file = save_pixels(pixels, Path(tmp))
         del pixels
-        finished = [(job, run_job(job, options, run_dir, images_file, Path(tmp), i))
-                    for i, job in enumerate(progress(jobs, desc="bench", total=len(jobs)))]
+        finished = []
+        groups = group_jobs(jobs, options.quick)
+        for i, group in enumerate(progress(groups, desc="bench", total=len(groups))):
+            finished += zip(group, run_group(group, options, run_dir, images_file, Path(tmp), i))
     for job, result in finished:
         _log_job(job, result)
     rows = [speed_row(j, r, macs) for j, r in finished] + [skipped_row(s) for s in skipped]
@@ -102,6 +104,9 @@ def notes_for(report: dict, options: BenchOptions, skipped: list) -> list[str]:
     if any(s.reason == NO_TENSORFLOW for s in skipped):
         notes.append("Keras rows skipped: TensorFlow not installed (a device install has only the runtime; "
                      "agreement and ΔF1/ΔAUC are then against the first float artifact).")
+    if any(r["details"].get("shared_process") for r in report["rows"] if r["status"] == "ok"):
+        notes.append("--quick: the Keras paths of one thread count shared one process (one TensorFlow import "
+                     "and model load), so only the first one's load time is real and their peak RSS is shared.")
     if options.quick:
         notes.append(f"--quick: {options.runs} timed runs, {report['run']['n_images']} sampled images: "
                      "smoke-test numbers, not a benchmark.")

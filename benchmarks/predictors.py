@@ -6,6 +6,7 @@ Imported only inside the worker subprocess (it loads LiteRT, ONNX Runtime or Ten
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -57,13 +58,22 @@ def load_keras_predictor(path: str, mode: str, threads: int) -> Predictor:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    # Same value again is a no-op; a different one after TensorFlow started raises RuntimeError.
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
 
-    model = keras.saving.load_model(path, compile=False)
+    model = _keras_model(path)
     runtime = f"tensorflow {tf.__version__} (keras {keras.__version__})"
-    return Predictor(_keras_call(model, mode, tf), runtime, {"keras_mode": mode})
+    return Predictor(_keras_call(model, mode, tf), runtime, {"keras_mode": mode, "num_threads": threads})
+
+
+@functools.lru_cache(maxsize=2)
+def _keras_model(path: str):
+    """Load once per process (--quick runs the three Keras paths in one process)."""
+    import keras
+
+    return keras.saving.load_model(path, compile=False)
 
 
 def _keras_call(model, mode: str, tf) -> Callable[[np.ndarray], np.ndarray]:

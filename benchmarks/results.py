@@ -73,7 +73,8 @@ def speed_row(job: Job, result: dict, macs: int | None) -> BenchRow:
                     first_ms=measured["first_ms"], latency=latency,
                     gmacs_per_s=stats.gmacs_per_s(macs, latency["images_per_s"]),
                     peak_rss_mb=measured["peak_rss_mb"], rss_baseline_mb=result.get("rss_baseline_mb"),
-                    details={**measured.get("details", {}), "tensorflow_loaded": result.get("tensorflow_loaded")},
+                    details={**measured.get("details", {}), "tensorflow_loaded": result.get("tensorflow_loaded"),
+                             "shared_process": bool(result.get("shared_process"))},
                     samples_ms=measured["samples_ms"], **base)
 
 

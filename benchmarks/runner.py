@@ -6,7 +6,7 @@ import json
 import logging
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..edge_runtime.formats import FORMATS
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 WORKER_MODULE = "fracture_edge.benchmarks.worker"
 ACCURACY_KERAS_MODE = "tf.function"  # the fastest Keras path runs the Keras accuracy pass
+REJECTED_DIR = "rejected"  # where `fracture-edge export` moves artifacts that failed their gate
 NO_TENSORFLOW = "TensorFlow not installed (pip install \".[train]\"); Keras rows skipped"
 
 
@@ -67,8 +68,7 @@ def plan_jobs(options: BenchOptions, run_dir: Path, have_tf: bool | None = None)
         if name == "keras" and not have_tf:
             skipped += [Skipped(label, name, "skipped", NO_TENSORFLOW) for label in labels]
         elif not artifact.is_file():
-            stage = "train" if name == "keras" else "export"
-            reason = f"{fmt.filename} not found in {run_dir} (written by `fracture-edge {stage}`)"
+            reason = _missing_reason(run_dir, name)
             skipped += [Skipped(label, name, "missing", reason) for label in labels]
         else:
             jobs += _format_jobs(name, str(artifact), options)
@@ -76,6 +76,14 @@ def plan_jobs(options: BenchOptions, run_dir: Path, have_tf: bool | None = None)
                 jobs += [replace(job, label=f"{name} ({dist})", tflite_runtime=dist)
                          for dist in extra_tflite_runtimes() for job in _format_jobs(name, str(artifact), options)]
     return jobs, skipped
+
+
+def _missing_reason(run_dir: Path, name: str) -> str:
+    filename = FORMATS[name].filename
+    if (run_dir / REJECTED_DIR / filename).is_file():
+        return f"{filename} was rejected by the export fidelity gates (see {REJECTED_DIR}/ and the export report)"
+    stage = "train" if name == "keras" else "export"
+    return f"{filename} not found in {run_dir} (written by `fracture-edge {stage}`)"
 
 
 def _format_jobs(name: str, artifact: str, options: BenchOptions) -> list[Job]:
@@ -91,18 +99,43 @@ def _format_jobs(name: str, artifact: str, options: BenchOptions) -> list[Job]:
     return jobs
 
 
-def run_job(job: Job, options: BenchOptions, run_dir: Path, images_file: Path, workdir: Path, index: int) -> dict:
-    """Run one job in a fresh `python -m fracture_edge.benchmarks.worker`; failures come back as a dict."""
-    payload = {**asdict(job), "run_dir": str(run_dir), "images": str(images_file),
+def group_jobs(jobs: list[Job], quick: bool) -> list[list[Job]]:
+    """One process per job; with --quick the Keras paths of one thread count share a process
+    (one TensorFlow import and model load instead of three), which the report then notes."""
+    if not quick:
+        return [[job] for job in jobs]
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        key = (job.format, job.threads) if job.backend == "keras" else (id(job),)
+        groups.setdefault(key, []).append(job)
+    return list(groups.values())
+
+
+def run_group(jobs: list[Job], options: BenchOptions, run_dir: Path, images_file: Path, workdir: Path,
+              index: int) -> list[dict]:
+    """Run jobs of one artifact in a fresh `python -m fracture_edge.benchmarks.worker`; one result per job."""
+    first = jobs[0]
+    payload = {"format": first.format, "backend": first.backend, "artifact": first.artifact,
+               "tflite_runtime": first.tflite_runtime, "run_dir": str(run_dir), "images": str(images_file),
                "warmup": options.warmup, "runs": options.runs, "budget_s": options.budget_s,
-               "measurements": [{"threads": job.threads, "batch": job.batch, "accuracy": job.accuracy}]}
-    result_file = workdir / f"result-{index:03d}.json"
+               "measurements": [{"label": j.label, "threads": j.threads, "batch": j.batch,
+                                 "keras_mode": j.keras_mode, "accuracy": j.accuracy} for j in jobs]}
+    result = _run_worker(payload, workdir / f"result-{index:03d}.json", options.job_timeout_s)
+    if result.get("worker_failed"):
+        return [result] * len(jobs)
+    shared = len(jobs) > 1
+    return [{**result, "measurements": [measured], "shared_process": shared,
+             "accuracy": result["accuracy"] if job.accuracy else None}
+            for job, measured in zip(jobs, result["measurements"])]
+
+
+def _run_worker(payload: dict, result_file: Path, timeout_s: float) -> dict:
     command = [sys.executable, "-m", WORKER_MODULE, str(result_file)]
     try:
         proc = subprocess.run(command, input=json.dumps(payload), capture_output=True, text=True,
-                              timeout=options.job_timeout_s)
+                              timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        return _failure(f"timed out after {options.job_timeout_s:.0f} s (raise the limit or lower --runs)")
+        return _failure(f"timed out after {timeout_s:.0f} s (raise the limit or lower --runs)")
     if proc.returncode != 0 or not result_file.is_file():
         return _failure(_describe_exit(proc.returncode, proc.stderr))
     result = json.loads(result_file.read_text(encoding="utf-8"))

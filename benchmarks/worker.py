@@ -78,20 +78,25 @@ def run_accuracy(predictor, images: np.ndarray) -> dict:
 
 
 def run_job(job: dict) -> dict:
-    """Run every measurement of a job (a failure is recorded, never raised), then the accuracy pass."""
+    """Run every measurement of a job (a failure is recorded, never raised), then the accuracy pass.
+
+    Measurements may override job fields (threads, batch, keras_mode); one flagged 'accuracy' keeps
+    its predictor for the accuracy pass, which runs last so the images never count in peak RSS.
+    """
     images = np.load(job["images"], mmap_mode="r")
     result = {"rss_baseline_mb": peak_rss_mb(), "measurements": [], "accuracy": None}
-    predictor_for_accuracy = None
+    predictor_for_accuracy, wants_accuracy = None, False
     for spec in job["measurements"]:
+        wants_accuracy = wants_accuracy or bool(spec.get("accuracy"))
         try:
-            record, predictor = run_measurement(job, images, int(spec["threads"]), int(spec["batch"]))
+            record, predictor = run_measurement({**job, **spec}, images, int(spec["threads"]), int(spec["batch"]))
         except Exception as exc:  # keep the row with the reason
             record, predictor = {**spec, "status": "failed", "reason": _reason(exc)}, None
             log.debug("measurement failed:\n%s", traceback.format_exc())
         result["measurements"].append(record)
         if spec.get("accuracy") and predictor is not None:
             predictor_for_accuracy = predictor
-    if job.get("accuracy"):
+    if wants_accuracy:
         result["accuracy"] = _accuracy_or_failure(predictor_for_accuracy, images)
     result["tensorflow_loaded"] = "tensorflow" in sys.modules  # a device row must never need TensorFlow
     return result

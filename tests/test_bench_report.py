@@ -179,3 +179,14 @@ def test_plan_has_three_keras_paths_with_tensorflow(tmp_path):
     jobs, _ = runner.plan_jobs(options, tmp_path, have_tf=True)
     assert [(j.keras_mode, j.batch) for j in jobs] == [(m, b) for m in ("eager", "predict", "tf.function") for b in (1, 8)]
     assert [(j.keras_mode, j.batch) for j in jobs if j.accuracy] == [("tf.function", 1)]
+
+
+def test_artifact_rejected_by_export_says_so(tmp_path):
+    from fracture_edge.benchmarks import runner
+    from fracture_edge.benchmarks.options import BenchOptions
+
+    (tmp_path / "rejected").mkdir()
+    (tmp_path / "rejected" / "model_int8.onnx").write_bytes(b"x")
+    options = BenchOptions(run=str(tmp_path), data=".", formats=("onnx-int8",))
+    _, skipped = runner.plan_jobs(options, tmp_path, have_tf=False)
+    assert skipped[0].status == "missing" and "rejected by the export fidelity gates" in skipped[0].reason
