@@ -36,15 +36,8 @@ def run_bench(options: BenchOptions, command: str = "") -> dict:
     images, pixels = load_images(options.data, options.split, input_contract(bundle), options.sample)
     jobs, skipped = plan_jobs(options, run_dir)
     macs, macs_method = count_model_macs(run_dir)
-    with tempfile.TemporaryDirectory(prefix="fracture-edge-bench-") as tmp:
-        images_file = save_pixels(pixels, Path(tmp))
-        del pixels
-        finished = []
-        groups = group_jobs(jobs, options.quick)
-        for i, group in enumerate(progress(groups, desc="bench", total=len(groups))):
-            finished += zip(group, run_group(group, options, run_dir, images_file, Path(tmp), i))
-    for job, result in finished:
-        _log_job(job, result)
+    finished = measure(jobs, options, run_dir, pixels)
+    del pixels
     rows = [speed_row(j, r, macs) for j, r in finished] + [skipped_row(s) for s in skipped]
     rows.sort(key=lambda r: (ORDER[r.format], r.label, r.threads or 0, r.batch or 0))
     accuracy = [a.to_dict() for a in accuracy_rows(finished, skipped, images.labels, thresholds)]
@@ -67,6 +60,19 @@ def run_bench(options: BenchOptions, command: str = "") -> dict:
     report["targets"] = [t.to_dict() for t in evaluate_targets(report)]
     report["notes"] = notes_for(report, options, skipped)
     return report
+
+
+def measure(jobs: list, options: BenchOptions, run_dir: Path, pixels) -> list[tuple]:
+    """Run every job group in its worker process; returns [(job, result)] in job order."""
+    finished: list[tuple] = []
+    with tempfile.TemporaryDirectory(prefix="fracture-edge-bench-") as tmp:
+        images_file = save_pixels(pixels, Path(tmp))
+        groups = group_jobs(jobs, options.quick)
+        for i, group in enumerate(progress(groups, desc="bench", total=len(groups))):
+            finished += zip(group, run_group(group, options, run_dir, images_file, Path(tmp), i))
+    for job, result in finished:
+        _log_job(job, result)
+    return finished
 
 
 def pick_reference_dict(accuracy: list[dict]) -> dict | None:

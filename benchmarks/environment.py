@@ -83,6 +83,7 @@ def device_line(env: dict) -> str:
     """One line naming the device, for the report's header."""
     cpu = env.get("cpu", {})
     flags = ", ".join(cpu.get("key_flags", [])) or "no listed SIMD flags"
+    memory = f"{env['memory_mb'] / 1024:.1f} GiB RAM" if env.get("memory_mb") else "RAM unknown"
     return (f"{cpu.get('model', 'unknown CPU')} ({env.get('cores_usable')} usable of "
-            f"{env.get('cores_logical')} logical cores; {flags}), {env.get('memory_mb')} MB RAM, "
+            f"{env.get('cores_logical')} logical cores; {flags}), {memory}, "
             f"{env.get('os')}, Python {env.get('python')}")

@@ -111,7 +111,7 @@ def problems(report: dict) -> list[str]:
     """One bullet per row that did not run, with its reason (the tables only show the status)."""
     seen, lines = set(), []
     for r in report["rows"] + report["accuracy"]:
-        key = (r["label"], r["status"], r.get("reason"))
+        key = (r["label"], r["status"])  # a row that failed to load also failed its accuracy pass: say it once
         if r["status"] != "ok" and key not in seen:
             seen.add(key)
             lines.append(f"- **{r['label']}** ({r['status']}): {r.get('reason') or 'no reason recorded'}")

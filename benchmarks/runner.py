@@ -124,9 +124,13 @@ def run_group(jobs: list[Job], options: BenchOptions, run_dir: Path, images_file
     if result.get("worker_failed"):
         return [result] * len(jobs)
     shared = len(jobs) > 1
-    return [{**result, "measurements": [measured], "shared_process": shared,
-             "accuracy": result["accuracy"] if job.accuracy else None}
-            for job, measured in zip(jobs, result["measurements"])]
+    out = []
+    for i, (job, measured) in enumerate(zip(jobs, result["measurements"])):
+        if i and measured.get("status") == "ok":
+            measured = {**measured, "load_ms": None}  # the model was loaded once, by the first job
+        out.append({**result, "measurements": [measured], "shared_process": shared,
+                    "accuracy": result["accuracy"] if job.accuracy else None})
+    return out
 
 
 def _run_worker(payload: dict, result_file: Path, timeout_s: float) -> dict:

@@ -94,8 +94,8 @@ def run_job(job: dict) -> dict:
             record, predictor = {**spec, "status": "failed", "reason": _reason(exc)}, None
             log.debug("measurement failed:\n%s", traceback.format_exc())
         result["measurements"].append(record)
-        if spec.get("accuracy") and predictor is not None:
-            predictor_for_accuracy = predictor
+        if spec.get("accuracy"):
+            predictor_for_accuracy = predictor or record.get("reason")
     if wants_accuracy:
         result["accuracy"] = _accuracy_or_failure(predictor_for_accuracy, images)
     result["tensorflow_loaded"] = "tensorflow" in sys.modules  # a device row must never need TensorFlow
@@ -103,8 +103,9 @@ def run_job(job: dict) -> dict:
 
 
 def _accuracy_or_failure(predictor, images: np.ndarray) -> dict:
-    if predictor is None:
-        return {"status": "failed", "reason": "the model did not load, so the accuracy pass did not run"}
+    """The accuracy pass, or why it could not run (`predictor` is then the measurement's failure reason)."""
+    if predictor is None or isinstance(predictor, str):
+        return {"status": "failed", "reason": f"accuracy pass not run: {predictor or 'the model did not load'}"}
     try:
         return run_accuracy(predictor, images)
     except Exception as exc:

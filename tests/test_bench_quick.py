@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fracture_edge.benchmarks import runner
+from fracture_edge.benchmarks import runner, worker
 from fracture_edge.edge_runtime.cli import main
 
 FIXTURE_MODELS = Path(__file__).parent / "fixtures" / "models"
@@ -19,6 +19,7 @@ def make_run(tmp_path: Path) -> Path:
     run.mkdir()
     for name in ("bundle.json", "model_fp32.tflite", "model_int8.tflite", "model_fp32.onnx"):
         shutil.copy(FIXTURE_MODELS / name, run / name)
+    (run / "model_int8.onnx").write_bytes(b"not an onnx model")  # must fail with a reason, not stop the bench
     return run
 
 
@@ -65,7 +66,7 @@ def test_quick_bench_succeeds_and_measures_every_present_artifact(quick_bench):
 
 
 @pytest.mark.parametrize("label, status", [
-    ("tflite-fp16", "missing"), ("onnx-int8", "missing"),
+    ("tflite-fp16", "missing"), ("onnx-int8", "failed"),
     ("keras (eager)", "skipped"), ("keras (predict)", "skipped"), ("keras (tf.function)", "skipped"),
 ])
 def test_quick_bench_keeps_rows_that_did_not_run(quick_bench, label, status):
@@ -73,6 +74,31 @@ def test_quick_bench_keeps_rows_that_did_not_run(quick_bench, label, status):
     row = next(r for r in data["rows"] if r["label"] == label)
     assert row["status"] == status and row["reason"]
     assert f"**{label}** ({status})" in md
+
+
+def test_broken_artifact_keeps_its_accuracy_row_with_the_reason(quick_bench):
+    _, data, _ = quick_bench
+    row = next(r for r in data["accuracy"] if r["label"] == "onnx-int8")
+    assert row["status"] == "failed" and "onnx" in row["reason"].lower()
+
+
+@pytest.mark.parametrize("count, min_count, budget_s, expected", [
+    (7, 0, 100.0, 7),      # all calls fit the budget
+    (50, 5, 0.0, 5),       # budget exhausted at once: the minimum is still timed
+    (3, 5, 0.0, 3),        # never more than asked for
+])
+def test_time_calls_respects_count_minimum_and_budget(count, min_count, budget_s, expected):
+    calls = []
+    samples = worker.time_calls(calls.append, "x", count, budget_s, min_count)
+    assert len(samples) == len(calls) == expected
+    assert all(s >= 0 for s in samples)
+
+
+def test_latency_input_cycles_real_images():
+    images = np.arange(3 * 2 * 2 * 3, dtype=np.uint8).reshape(3, 2, 2, 3)
+    batch = worker.latency_input(images, 5)
+    assert batch.shape == (5, 2, 2, 3) and batch.flags["C_CONTIGUOUS"]
+    assert np.array_equal(batch[3], images[0]) and np.array_equal(batch[4], images[1])
 
 
 def test_quick_bench_accuracy_on_the_real_images(quick_bench):
