@@ -22,8 +22,16 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors; here 2 means 'some files failed', so usage errors exit 1."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fracture-edge",
         description="Train, export, verify, run and benchmark a bone-fracture X-ray classifier for edge devices.",
     )
