@@ -190,3 +190,20 @@ def test_artifact_rejected_by_export_says_so(tmp_path):
     options = BenchOptions(run=str(tmp_path), data=".", formats=("onnx-int8",))
     _, skipped = runner.plan_jobs(options, tmp_path, have_tf=False)
     assert skipped[0].status == "missing" and "rejected by the export fidelity gates" in skipped[0].reason
+
+
+@pytest.mark.parametrize("gate_flag, failures, expected_code", [
+    (True, ["tflite-int8: agreement at balanced 83.33% < 98%"], 3),
+    (True, [], 0),
+    (False, ["tflite-int8: agreement at balanced 83.33% < 98%"], 0),
+])
+def test_gate_flag_sets_the_exit_code(monkeypatch, tmp_path, gate_flag, failures, expected_code):
+    from fracture_edge.benchmarks import bench
+    from fracture_edge.edge_runtime.cli import main
+
+    rep = sample_report()
+    rep["gates"]["failures"] = failures
+    monkeypatch.setattr(bench, "run_bench", lambda options, command="": rep)
+    argv = ["bench", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--no-plots"]
+    assert main(argv + (["--gate"] if gate_flag else [])) == expected_code
+    assert (tmp_path / "out" / "bench.json").is_file()
