@@ -37,7 +37,6 @@ def run_bench(options: BenchOptions, command: str = "") -> dict:
     jobs, skipped = plan_jobs(options, run_dir)
     macs, macs_method = count_model_macs(run_dir)
     finished = measure(jobs, options, run_dir, pixels)
-    del pixels
     rows = [speed_row(j, r, macs) for j, r in finished] + [skipped_row(s) for s in skipped]
     rows.sort(key=lambda r: (ORDER[r.format], r.label, r.threads or 0, r.batch or 0))
     accuracy = [a.to_dict() for a in accuracy_rows(finished, skipped, images.labels, thresholds)]
