@@ -74,12 +74,31 @@ def resize_weights(n_in: int, n_out: int) -> np.ndarray:
 
 
 def resize_gray(gray: np.ndarray, size: int) -> np.ndarray:
-    """Resize a 2-D float image to (size, size) with the contract's filter; returns float64."""
+    """Resize a 2-D float image to (size, size) with the contract's filter; returns float64.
+
+    Rows first, then columns; every output value adds its taps one at a time in increasing input
+    index (no BLAS, whose summation order varies by CPU and flips pixels that sit on a .5 tie). So
+    the result is bit-identical on every machine and in the Android app, which does the same.
+    """
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale array, got shape {gray.shape}")
-    rows = resize_weights(gray.shape[0], size)
-    cols = resize_weights(gray.shape[1], size)
-    return rows @ gray.astype(np.float64) @ cols.T
+    vertical = apply_taps(gray.astype(np.float64), resize_weights(gray.shape[0], size))
+    return apply_taps(vertical.T, resize_weights(gray.shape[1], size)).T
+
+
+def apply_taps(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """weights (n_out, n_in) applied along axis 0 of values (n_in, m): out[i] = sum over k in order."""
+    n_out, n_in = weights.shape
+    support = weights > 0
+    first = support.argmax(axis=1)
+    rows = np.arange(n_out)
+    out = np.zeros((n_out, values.shape[1]))
+    for tap in range(int(support.sum(axis=1).max())):
+        index = first + tap
+        inside = index < n_in
+        index = np.where(inside, index, n_in - 1)
+        out += np.where(inside, weights[rows, index], 0.0)[:, None] * values[index]
+    return out
 
 
 def to_model_input(gray: np.ndarray, contract: InputContract) -> np.ndarray:
