@@ -1,0 +1,137 @@
+package org.fractureedge.core
+
+import org.json.JSONArray
+import org.json.JSONException
+import org.json.JSONObject
+
+/** bundle.json says something this app cannot honour; the message names the key and the reason. */
+class UnsupportedBundleException(message: String) : IllegalArgumentException(message)
+
+/** The model input as bundle.json describes it (only the values this core can reproduce exactly). */
+data class InputContract(val size: Int, val channels: Int)
+
+/** dtype, scale and zero point of one tensor, as recorded by `fracture-edge export`. */
+data class RecordedQuantization(val dtype: String, val scale: Double, val zeroPoint: Int)
+
+/** bundle["artifacts"]["tflite-int8"]: the file the app ships, its hash and its recorded quantization. */
+data class ArtifactRecord(
+    val file: String,
+    val sha256: String,
+    val input: RecordedQuantization?,
+    val output: RecordedQuantization?,
+)
+
+/** What the app needs from bundle.json (schema v1, written by fracture_edge.edge_runtime.bundle). */
+data class FractureBundle(
+    val labels: List<String>,
+    val positiveLabel: String,
+    val thresholds: Map<String, Double>,
+    val defaultThreshold: String,
+    val input: InputContract,
+    val int8Artifact: ArtifactRecord?,
+) {
+    val negativeLabel: String get() = labels.first { it != positiveLabel }
+
+    /** The threshold value for "balanced" or "screening"; unknown names are refused. */
+    fun threshold(name: String): Double =
+        thresholds[name] ?: throw IllegalArgumentException(
+            "threshold must be one of ${THRESHOLD_NAMES.joinToString()}, got '$name'")
+
+    companion object {
+        const val SCHEMA_VERSION = 1
+        val THRESHOLD_NAMES = listOf("balanced", "screening")
+
+        /** Input-contract values this core implements; any other value (or key) is refused. */
+        val SUPPORTED_INPUT: Map<String, Any> = mapOf(
+            "color" to "gray-to-rgb",
+            "resize" to "triangle-antialias",
+            "fit" to "stretch",
+            "rounding" to "floor(x+0.5), clip 0..255",
+            "layout" to "NHWC",
+            "normalization" to "in-graph imagenet (x/255 - mean)/std",
+        )
+
+        /** Parse and validate bundle.json text; throws UnsupportedBundleException with one clear line. */
+        fun parse(text: String, source: String = "bundle.json"): FractureBundle = try {
+            fromJson(JSONObject(text), source)
+        } catch (exc: JSONException) {
+            throw UnsupportedBundleException("$source: missing or malformed key (${exc.message})")
+        }
+
+        private fun fromJson(root: JSONObject, source: String): FractureBundle {
+            val version = root.getInt("schema_version")
+            require(version == SCHEMA_VERSION, source) {
+                "schema_version $version is not supported (this app reads version $SCHEMA_VERSION)"
+            }
+            val labels = root.getJSONArray("labels").strings()
+            val positive = root.getString("positive_label")
+            require(labels.size == 2 && positive in labels && labels.toSet().size == 2, source) {
+                "labels must be two names including positive_label"
+            }
+            checkOutput(root.getJSONObject("output"), source)
+            val (thresholds, default) = readThresholds(root.getJSONObject("thresholds"), source)
+            val artifact = root.optJSONObject("artifacts")?.optJSONObject("tflite-int8")?.let(::readArtifact)
+            return FractureBundle(labels, positive, thresholds, default,
+                readInput(root.getJSONObject("input"), source), artifact)
+        }
+
+        private fun checkOutput(output: JSONObject, source: String) {
+            val kind = output.getString("kind")
+            val index = output.getInt("positive_index")
+            require(kind == "sigmoid" && index == 0, source) {
+                "output kind=$kind positive_index=$index is not supported (this app reads sigmoid, index 0)"
+            }
+        }
+
+        private fun readThresholds(json: JSONObject, source: String): Pair<Map<String, Double>, String> {
+            val values = THRESHOLD_NAMES.associateWith { json.getDouble(it) }
+            values.forEach { (name, value) ->
+                require(value in 0.0..1.0, source) { "thresholds.$name must be in [0, 1], got $value" }
+            }
+            val default = json.optString("default", "balanced")
+            require(default in THRESHOLD_NAMES, source) {
+                "thresholds.default must be one of ${THRESHOLD_NAMES.joinToString()}, got '$default'"
+            }
+            return values to default
+        }
+
+        private fun readInput(json: JSONObject, source: String): InputContract {
+            val known = SUPPORTED_INPUT.keys + setOf("size", "channels", "pixel_range")
+            for (key in json.keys()) {
+                require(key in known, source) { "input.$key is not understood by this app version" }
+            }
+            for ((key, expected) in SUPPORTED_INPUT) {
+                val actual = json.get(key)
+                require(actual == expected, source) {
+                    "input.$key = '$actual' is not supported (this app implements '$expected')"
+                }
+            }
+            val range = json.getJSONArray("pixel_range")
+            require(range.length() == 2 && range.getInt(0) == 0 && range.getInt(1) == 255, source) {
+                "input.pixel_range $range is not supported (this app feeds raw pixels 0..255)"
+            }
+            val size = json.getInt("size")
+            val channels = json.getInt("channels")
+            require(size in 16..1024 && channels in 1..4, source) {
+                "input size $size / channels $channels out of range (16..1024 / 1..4)"
+            }
+            return InputContract(size, channels)
+        }
+
+        private fun readArtifact(json: JSONObject): ArtifactRecord {
+            val quantization = json.optJSONObject("quantization")
+            return ArtifactRecord(json.getString("file"), json.getString("sha256"),
+                quantization?.optJSONObject("input")?.let(::readQuantization),
+                quantization?.optJSONObject("output")?.let(::readQuantization))
+        }
+
+        private fun readQuantization(json: JSONObject) =
+            RecordedQuantization(json.getString("dtype"), json.getDouble("scale"), json.getInt("zero_point"))
+
+        private fun JSONArray.strings(): List<String> = (0 until length()).map { getString(it) }
+
+        private inline fun require(condition: Boolean, source: String, message: () -> String) {
+            if (!condition) throw UnsupportedBundleException("$source: ${message()}")
+        }
+    }
+}

@@ -1,0 +1,96 @@
+package org.fractureedge.demo
+
+import android.content.res.AssetManager
+import android.os.SystemClock
+import org.fractureedge.core.Decision
+import org.fractureedge.core.FractureBundle
+import org.fractureedge.core.FractureCore
+import org.fractureedge.core.ModelMismatchException
+import org.fractureedge.core.TensorCodec
+import org.fractureedge.core.TensorSpec
+import org.fractureedge.core.TensorType
+import org.tensorflow.lite.DataType
+import org.tensorflow.lite.Interpreter
+import org.tensorflow.lite.Tensor
+import java.io.Closeable
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import java.security.MessageDigest
+
+/** A decision plus how long each stage took on this device. */
+data class Classification(val decision: Decision, val preprocessMillis: Double, val inferenceMillis: Double)
+
+/**
+ * The one class that talks to LiteRT: loads model_int8.tflite and bundle.json from the app's assets,
+ * checks that they belong together, and runs one image at a time.
+ */
+class FractureClassifier private constructor(
+    private val interpreter: Interpreter,
+    val core: FractureCore,
+) : Closeable {
+
+    /** Decoded image -> decision; preprocessing and inference are timed separately. */
+    fun classify(image: LoadedImage, thresholdName: String): Classification {
+        val start = SystemClock.elapsedRealtimeNanos()
+        val input = core.prepare(image.pixels, image.source, image.exifOrientation)
+        val prepared = SystemClock.elapsedRealtimeNanos()
+        val output = ByteBuffer.allocateDirect(core.output.elements * core.output.type.bytes)
+            .order(ByteOrder.nativeOrder())
+        interpreter.run(input, output)
+        val done = SystemClock.elapsedRealtimeNanos()
+        val decision = core.decide(TensorCodec.readProbability(output, core.output), thresholdName)
+        return Classification(decision, (prepared - start) / 1e6, (done - prepared) / 1e6)
+    }
+
+    override fun close() = interpreter.close()
+
+    companion object {
+        const val MODEL_ASSET = "model_int8.tflite"
+        const val BUNDLE_ASSET = "bundle.json"
+
+        /** Load both assets; throws with a message the UI can show when one is missing or they disagree. */
+        fun fromAssets(assets: AssetManager, threads: Int = 4): FractureClassifier {
+            val bundle = FractureBundle.parse(readAsset(assets, BUNDLE_ASSET).toString(Charsets.UTF_8), BUNDLE_ASSET)
+            val modelBytes = readAsset(assets, MODEL_ASSET)
+            val recorded = bundle.int8Artifact
+                ?: throw ModelMismatchException("$BUNDLE_ASSET has no tflite-int8 artifact: export it first")
+            val actual = sha256(modelBytes)
+            if (!actual.equals(recorded.sha256, ignoreCase = true)) {
+                throw ModelMismatchException("$MODEL_ASSET (sha256 ${actual.take(12)}...) is not the file " +
+                    "$BUNDLE_ASSET describes (${recorded.sha256.take(12)}...): copy both from the same run")
+            }
+            val model = ByteBuffer.allocateDirect(modelBytes.size).order(ByteOrder.nativeOrder())
+            model.put(modelBytes).rewind()
+            val interpreter = Interpreter(model, Interpreter.Options().setNumThreads(threads))
+            try {
+                val core = FractureCore(bundle, spec(interpreter.getInputTensor(0)), spec(interpreter.getOutputTensor(0)))
+                return FractureClassifier(interpreter, core)
+            } catch (exc: RuntimeException) {
+                interpreter.close()
+                throw exc
+            }
+        }
+
+        private fun spec(tensor: Tensor): TensorSpec {
+            val type = when (tensor.dataType()) {
+                DataType.UINT8 -> TensorType.UINT8
+                DataType.INT8 -> TensorType.INT8
+                DataType.FLOAT32 -> TensorType.FLOAT32
+                else -> throw ModelMismatchException("tensor type ${tensor.dataType()} is not supported")
+            }
+            val quantization = tensor.quantizationParams()
+            return TensorSpec(type, tensor.shape().toList(), quantization.scale.toDouble(), quantization.zeroPoint)
+        }
+
+        private fun readAsset(assets: AssetManager, name: String): ByteArray =
+            try {
+                assets.open(name).use { it.readBytes() }
+            } catch (exc: java.io.IOException) {
+                throw ModelMismatchException("asset $name is missing: run `fracture-edge export RUN " +
+                    "--android-assets android_demo/app/src/main/assets` and rebuild")
+            }
+
+        private fun sha256(bytes: ByteArray): String =
+            MessageDigest.getInstance("SHA-256").digest(bytes).joinToString("") { "%02x".format(it) }
+    }
+}

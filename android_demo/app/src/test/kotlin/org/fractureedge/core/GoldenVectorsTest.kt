@@ -1,0 +1,123 @@
+package org.fractureedge.core
+
+import org.json.JSONArray
+import org.json.JSONObject
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.DynamicTest
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.TestFactory
+import java.security.MessageDigest
+import javax.imageio.ImageIO
+
+/**
+ * The Kotlin core against vectors written by scripts/make_android_golden.py from the Python
+ * preprocessing: every model input must be byte-identical (sha256), not merely close.
+ */
+class GoldenVectorsTest {
+    private val expected = JSONObject(resource("expected.json").toString(Charsets.UTF_8))
+    private val bundle = FractureBundle.parse(resource("bundle.json").toString(Charsets.UTF_8))
+
+    @TestFactory
+    fun modelInputsMatchPythonByteForByte(): List<DynamicTest> = objects(expected.getJSONArray("images"))
+        .flatMap { record ->
+            val sizes = record.getJSONObject("tensors")
+            sizes.keys().asSequence().map { size ->
+                DynamicTest.dynamicTest("${record.getString("file")} @ $size") {
+                    checkTensor(record, size.toInt(), sizes.getJSONObject(size))
+                }
+            }.toList()
+        }
+
+    @TestFactory
+    fun headerSnifferMatchesPillowModes(): List<DynamicTest> {
+        val sniffed = objects(expected.getJSONArray("sniff")).map {
+            Triple(it.getString("file"), it.getBoolean("grayscale"), it.getInt("bit_depth"))
+        }
+        val pngs = objects(expected.getJSONArray("images")).map {
+            Triple(it.getString("file"), it.getString("mode") == "L", 8)
+        }
+        return (sniffed + pngs).map { (file, gray, depth) ->
+            DynamicTest.dynamicTest(file) {
+                val source = SourceFormat.sniff(resource(file))
+                assertEquals(gray to depth, source.grayscale to source.bitDepth, file)
+            }
+        }
+    }
+
+    @Test
+    fun quantizationMatchesPythonBackends() {
+        for (case in objects(expected.getJSONArray("quantization"))) {
+            val type = TensorType.valueOf(case.getString("dtype").uppercase())
+            val spec = TensorSpec(type, listOf(1), case.getDouble("scale"), case.getInt("zero_point"))
+            if (case.has("pixels")) {
+                val pixels = ints(case.getJSONArray("pixels"))
+                val packed = doubles(case.getJSONArray("packed"))
+                // + 0.0 turns -0.0 (rint of a tiny negative) into 0.0: the same stored integer
+                assertEquals(packed, pixels.map { TensorCodec.quantize(it.toDouble(), spec) + 0.0 }, case.toString())
+            } else {
+                val raw = ints(case.getJSONArray("raw_output"))
+                val probs = doubles(case.getJSONArray("probability"))
+                assertEquals(probs, raw.map { TensorCodec.dequantize(it.toDouble(), spec) }, case.toString())
+            }
+        }
+    }
+
+    @Test
+    fun decisionsMatchPythonThresholds() {
+        val spec = TensorSpec(TensorType.UINT8, listOf(1, 64, 64, 3), 1.0, 0)
+        val core = FractureCore(bundle, spec, TensorSpec(TensorType.UINT8, listOf(1, 1), 0.00390625, 0))
+        for (case in objects(expected.getJSONArray("decisions"))) {
+            val decision = core.decide(case.getDouble("probability"), case.getString("threshold"))
+            assertEquals(case.getString("label"), decision.label, case.toString())
+        }
+    }
+
+    private fun checkTensor(record: JSONObject, size: Int, want: JSONObject) {
+        val file = record.getString("file")
+        val bytes = resource(file)
+        val gray = GrayConversion.toGray(readArgb(bytes), SourceFormat.sniff(bytes).grayscale,
+            record.getInt("orientation"))
+        val shape = record.getJSONArray("decoded_shape")
+        assertEquals(listOf(shape.getInt(0), shape.getInt(1)), listOf(gray.height, gray.width), "$file: decoded shape")
+        val pixels = FractureCore.modelPixels(gray, InputContract(size, bundle.input.channels))
+        val rowSums = (0 until size).map { r -> (0 until size).sumOf { c -> pixels[(r * size + c) * 3] } }
+        assertEquals(ints(want.getJSONArray("row_sums")), rowSums, "$file @ $size: row sums of channel 0")
+        for (sample in want.getJSONArray("samples").let(::arrays)) {
+            val (r, c, v) = ints(sample)
+            assertEquals(v, pixels[(r * size + c) * 3], "$file @ $size: pixel ($r, $c)")
+        }
+        val digest = MessageDigest.getInstance("SHA-256").digest(ByteArray(pixels.size) { pixels[it].toByte() })
+        assertEquals(want.getString("sha256"), digest.joinToString("") { "%02x".format(it) }, "$file @ $size: sha256")
+    }
+
+    companion object {
+        fun resource(name: String): ByteArray =
+            GoldenVectorsTest::class.java.getResourceAsStream("/golden/$name")?.use { it.readBytes() }
+                ?: error("golden/$name not on the test classpath (run scripts/make_android_golden.py)")
+
+        /**
+         * Decode like Android's Bitmap.getPixels: raw raster samples, no colour management.
+         * (BufferedImage.getRGB would convert gray PNGs through a linear-gray colour space.)
+         */
+        fun readArgb(bytes: ByteArray): ArgbImage {
+            val image = ImageIO.read(bytes.inputStream())
+            val raster = image.raster
+            val bands = raster.numBands
+            val pixels = IntArray(image.width * image.height)
+            val sample = IntArray(bands)
+            for (y in 0 until image.height) for (x in 0 until image.width) {
+                raster.getPixel(x, y, sample)
+                val (r, g, b) = if (bands >= 3) Triple(sample[0], sample[1], sample[2])
+                    else Triple(sample[0], sample[0], sample[0])
+                val a = if (bands == 2 || bands == 4) sample[bands - 1] else 255
+                pixels[y * image.width + x] = (a shl 24) or (r shl 16) or (g shl 8) or b
+            }
+            return ArgbImage(pixels, image.width, image.height)
+        }
+
+        private fun objects(array: JSONArray) = (0 until array.length()).map { array.getJSONObject(it) }
+        private fun arrays(array: JSONArray) = (0 until array.length()).map { array.getJSONArray(it) }
+        private fun ints(array: JSONArray) = (0 until array.length()).map { array.getInt(it) }
+        private fun doubles(array: JSONArray) = (0 until array.length()).map { array.getDouble(it) }
+    }
+}
