@@ -22,12 +22,15 @@ from fracture_edge.edge_runtime import atomic
 from fracture_edge.edge_runtime.backends import TensorSpec, dequantize, quantize
 from fracture_edge.edge_runtime.bundle import SCHEMA_VERSION, resolve_threshold, validate_bundle
 from fracture_edge.edge_runtime.decoding import decode_gray
-from fracture_edge.edge_runtime.preprocessing import InputContract, resize_gray, to_model_input
+from fracture_edge.edge_runtime.preprocessing import InputContract, resize_gray, resize_weights, to_model_input
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "android_demo" / "app" / "src" / "test" / "resources" / "golden"
 BUNDLE_SIZE = 64
 EXTRA_SIZES = (224, 17)          # the real model's size, and an odd one (upsampling every image here)
+# (n_in, n_out) filter matrices checked bit for bit; several rows of these sum differently when added
+# left to right instead of numpy's pairwise order, which the Kotlin core must therefore copy
+WEIGHT_PAIRS = ((37, 64), (53, 17), (300, 224), (2000, 224), (3001, 224), (2880, 224))
 PROBABILITIES = (0.0, 0.1, 0.2, 0.2000001, 0.35, 0.5, 0.5 - 1e-9, 0.73, 1.0)
 
 
@@ -142,6 +145,19 @@ def quantization_cases() -> list[dict]:
     return cases
 
 
+def weight_cases() -> list[dict]:
+    """sha256 of each dense float64 weight matrix, and how many rows a naive left-to-right sum would get wrong."""
+    cases = []
+    for n_in, n_out in WEIGHT_PAIRS:
+        weights = resize_weights(n_in, n_out)
+        raw = 1.0 - np.abs(np.arange(n_in) + 0.5 - ((np.arange(n_out) + 0.5) * (n_in / n_out))[:, None]) / max(n_in / n_out, 1.0)
+        raw = np.clip(raw, 0.0, None)
+        naive = sum(float(sum(row.tolist(), 0.0)) != float(raw[i].sum()) for i, row in enumerate(raw))
+        cases.append({"n_in": n_in, "n_out": n_out, "sha256": hashlib.sha256(weights.astype("<f8").tobytes()).hexdigest(),
+                      "rows_a_naive_sum_gets_wrong": int(naive)})
+    return cases
+
+
 def make_bundle() -> dict:
     bundle = {
         "schema_version": SCHEMA_VERSION,
@@ -191,6 +207,7 @@ def main(argv=None) -> int:
         "sizes": [BUNDLE_SIZE, *EXTRA_SIZES],
         "images": records,
         "sniff": write_sniff_files(out),
+        "weights": weight_cases(),
         "quantization": quantization_cases(),
         "decisions": decision_cases(bundle),
     }))

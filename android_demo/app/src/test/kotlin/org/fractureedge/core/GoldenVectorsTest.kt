@@ -45,6 +45,19 @@ class GoldenVectorsTest {
     }
 
     @Test
+    fun resizeWeightsMatchNumpyBitForBit() {
+        for (case in objects(expected.getJSONArray("weights"))) {
+            val nIn = case.getInt("n_in")
+            val nOut = case.getInt("n_out")
+            val dense = java.nio.ByteBuffer.allocate(nIn * nOut * 8).order(java.nio.ByteOrder.LITTLE_ENDIAN)
+            TriangleResize.weights(nIn, nOut).forEachIndexed { i, taps ->
+                taps.weights.forEachIndexed { t, w -> dense.putDouble((i * nIn + taps.first + t) * 8, w) }
+            }
+            assertEquals(case.getString("sha256"), sha256(dense.array()), "resize weights $nIn -> $nOut")
+        }
+    }
+
+    @Test
     fun quantizationMatchesPythonBackends() {
         for (case in objects(expected.getJSONArray("quantization"))) {
             val type = TensorType.valueOf(case.getString("dtype").uppercase())
@@ -86,8 +99,7 @@ class GoldenVectorsTest {
             val (r, c, v) = ints(sample)
             assertEquals(v, pixels[(r * size + c) * 3], "$file @ $size: pixel ($r, $c)")
         }
-        val digest = MessageDigest.getInstance("SHA-256").digest(ByteArray(pixels.size) { pixels[it].toByte() })
-        assertEquals(want.getString("sha256"), digest.joinToString("") { "%02x".format(it) }, "$file @ $size: sha256")
+        assertEquals(want.getString("sha256"), sha256(ByteArray(pixels.size) { pixels[it].toByte() }), "$file @ $size: sha256")
     }
 
     companion object {
@@ -114,6 +126,9 @@ class GoldenVectorsTest {
             }
             return ArgbImage(pixels, image.width, image.height)
         }
+
+        private fun sha256(bytes: ByteArray) =
+            MessageDigest.getInstance("SHA-256").digest(bytes).joinToString("") { "%02x".format(it) }
 
         private fun objects(array: JSONArray) = (0 until array.length()).map { array.getJSONObject(it) }
         private fun arrays(array: JSONArray) = (0 until array.length()).map { array.getJSONArray(it) }
