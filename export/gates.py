@@ -85,7 +85,7 @@ class GateResult:
         d["reasons"] = list(self.reasons)
         d.update(reason=self.reason, d_auc=self.d_auc, worst_abs_df1=self.worst_abs_df1,
                  min_agreement=self.min_agreement)
-        return _finite_or_none(d)
+        return finite_or_none(d)
 
 
 def precision_of(format_name: str) -> str:
@@ -162,12 +162,12 @@ def _within(delta: float, limit: float) -> bool:
     return math.isnan(delta) or abs(delta) <= limit
 
 
-def _finite_or_none(obj):
+def finite_or_none(obj):
     """Replace nan/inf by None so the JSON report stays standard JSON."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
+        return {k: finite_or_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite_or_none(v) for v in obj]
+        return [finite_or_none(v) for v in obj]
     return obj

@@ -1,0 +1,104 @@
+"""Real images for int8 calibration (stratified, seeded, from the training split) and for verification."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..edge_runtime.dataset import LABELS, DatasetError, Sample, read_dataset
+from ..edge_runtime.preprocessing import InputContract, load_batch
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_SPLITS = ("train", "all")   # never calibrate on val/test images
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Preprocessed images (uint8 raw pixels, exactly as the runtime feeds them) with labels."""
+
+    pixels: np.ndarray                      # (N, S, S, 3) uint8
+    labels: np.ndarray                      # (N,) int64, 1 = fractured
+    paths: tuple[str, ...]
+    failures: tuple[tuple[str, str], ...]   # (path, reason) of files that could not be read
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.labels.size)
+
+
+def stratified_sample(samples: list[Sample], n: int, seed: int) -> list[Sample]:
+    """Up to n samples, half from each class when possible (the rest from the larger class), seeded."""
+    rng = np.random.default_rng(seed)
+    by_class = {label: [s for s in samples if s.label == label] for label in LABELS}
+    for label in LABELS:
+        order = rng.permutation(len(by_class[label]))
+        by_class[label] = [by_class[label][i] for i in order]
+    small, large = sorted(LABELS, key=lambda lab: len(by_class[lab]))
+    take_small = min(len(by_class[small]), n // 2)
+    chosen = by_class[small][:take_small] + by_class[large][:n - take_small]
+    return [chosen[i] for i in rng.permutation(len(chosen))]
+
+
+def load_images(samples: list[Sample], contract: InputContract, source: str) -> ImageSet:
+    """Decode and preprocess samples with THE preprocessing; bad files are reported and skipped."""
+    pixels, kept, failures = load_batch([s.path for s in samples], contract)
+    for path, reason in failures:
+        log.warning("skipped %s: %s", path, reason)
+    labels = np.array([samples[i].target for i in kept], dtype=np.int64)
+    paths = tuple(str(samples[i].path) for i in kept)
+    return ImageSet(pixels, labels, paths, tuple(failures), source)
+
+
+def calibration_set(data: str | os.PathLike, contract: InputContract, n: int, seed: int = 0) -> ImageSet:
+    """n stratified training images for post-training quantization."""
+    if n < 1:
+        raise ValueError(f"--calib-images must be at least 1, got {n}")
+    samples = read_dataset(data)
+    for split in CALIBRATION_SPLITS:
+        pool = [s for s in samples if s.split == split]
+        if pool:
+            break
+    else:
+        raise DatasetError(f"{data}: no training images to calibrate on (splits present: "
+                           f"{', '.join(sorted({s.split for s in samples}))})")
+    chosen = stratified_sample(pool, n, seed)
+    log.info("calibration: %d %s images from %s (seed %d)", len(chosen), split, data, seed)
+    images = load_images(chosen, contract, f"{data} [{split}]")
+    if len(images) == 0:
+        raise DatasetError(f"{data}: none of the calibration images could be read")
+    return images
+
+
+def verification_set(data: str | os.PathLike, contract: InputContract, splits: tuple[str, ...]) -> ImageSet:
+    """Every image of the given splits (e.g. val, test) for the fidelity gate."""
+    samples = [s for s in read_dataset(data) if s.split in splits]
+    if not samples:
+        raise DatasetError(f"{data}: no images in split(s) {', '.join(splits)}")
+    log.info("verification: %d images from %s [%s]", len(samples), data, ",".join(splits))
+    images = load_images(samples, contract, f"{data} [{','.join(splits)}]")
+    if len(images) == 0:
+        raise DatasetError(f"{data}: none of the verification images could be read")
+    return images
+
+
+def resolve_data_dir(flag: str | None, bundle: dict, run_dir: Path, what: str) -> Path:
+    """--calib-data/--verify-data, else the bundle's data.source (relative to cwd, then the repo root)."""
+    if flag:
+        path = Path(flag)
+        if not path.exists():
+            raise DatasetError(f"{path}: {what} data folder not found")
+        return path
+    source = (bundle.get("data") or {}).get("source")
+    if not source:
+        raise DatasetError(f"{run_dir}: bundle.json records no training data source; pass --{what}-data DIR")
+    candidates = [Path(source)] if Path(source).is_absolute() else \
+        [Path(source), run_dir.resolve().parent.parent / source, run_dir / source]
+    for path in candidates:
+        if path.exists():
+            return path
+    raise DatasetError(f"{source}: {what} data recorded in bundle.json not found "
+                       f"(tried {', '.join(map(str, candidates))}); pass --{what}-data DIR")

@@ -1,0 +1,64 @@
+"""Keras -> ONNX float32 (tf2onnx) and static QDQ int8 (onnxruntime.quantization, per-channel weights)."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+INPUT_NAME = "pixels"
+
+
+def convert_onnx(model, size: int, opset: int = OPSET) -> bytes:
+    """Keras model -> serialized ONNX model with a dynamic batch and input named 'pixels'."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name=INPUT_NAME),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    return proto.SerializeToString()
+
+
+class PixelReader:
+    """onnxruntime CalibrationDataReader over raw-pixel images (float32, one at a time)."""
+
+    def __init__(self, pixels: np.ndarray, input_name: str = INPUT_NAME):
+        self._pixels = pixels
+        self._input_name = input_name
+        self._next = 0
+
+    def get_next(self) -> dict | None:
+        if self._next >= len(self._pixels):
+            return None
+        batch = self._pixels[self._next:self._next + 1].astype(np.float32)
+        self._next += 1
+        return {self._input_name: batch}
+
+    def rewind(self) -> None:
+        self._next = 0
+
+
+def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, calib_pixels: np.ndarray,
+                  reduce_range: bool = False) -> dict:
+    """Static QDQ int8 (uint8 activations, int8 per-channel weights); returns the settings used."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if calib_pixels is None or len(calib_pixels) == 0:
+        raise ValueError("int8 quantization needs calibration images")
+    settings = {"quant_format": "QDQ", "activation_type": "QUInt8", "weight_type": "QInt8",
+                "per_channel": True, "reduce_range": reduce_range, "calibrate_method": "MinMax",
+                "calibration_images": int(len(calib_pixels))}
+    with tempfile.TemporaryDirectory(prefix="fe-onnxq-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(out_path), PixelReader(calib_pixels),
+                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+    return settings

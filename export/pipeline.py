@@ -1,0 +1,242 @@
+"""The export loop: every requested format is exported, embedded, checked and verified; one row each.
+
+A format that fails (conversion error, runtime error, failed gate) keeps its row with the reason and
+never stops the others. Artifacts that fail their gate are moved to RUN/rejected/ so the runtime can
+never pick them up; bundle.json lists only artifacts that passed.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..edge_runtime.bundle import artifact_record, input_contract, load_bundle
+from ..edge_runtime.errors import FractureEdgeError
+from ..edge_runtime.formats import EXPORT_FORMATS, FORMATS
+from .calibration import ImageSet, calibration_set, resolve_data_dir, verification_set
+from .compat import check_artifact
+from .exporters import EXPORTERS, ExportContext
+from .gates import GateResult, Gates
+
+log = logging.getLogger(__name__)
+
+OK, EXPORT_FAILED, VERIFY_FAILED, GATE_FAILED = "ok", "export failed", "verify failed", "gate failed"
+REJECTED_DIR = "rejected"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    run_dir: Path
+    formats: tuple[str, ...] = EXPORT_FORMATS
+    calib_data: str | None = None
+    calib_images: int = 300
+    calib_seed: int = 0
+    verify_data: str | None = None
+    verify_splits: tuple[str, ...] = ("val", "test")
+    android_assets: str | None = None
+    gates: Gates = field(default_factory=Gates)
+    onnx_opset: int = 17
+    onnx_reduce_range: bool = False
+    int8_fallback: bool = True
+    int8_fallback_layers: int = 10
+    num_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One format's outcome: what was written, how long it took, how faithful it is."""
+
+    format: str
+    file: str
+    status: str                        # ok | export failed | verify failed | gate failed
+    seconds: float                     # export (conversion + embedding)
+    verify_seconds: float = 0.0
+    bytes: int | None = None
+    sha256: str | None = None
+    error: str | None = None           # why the row is not ok
+    compat: dict | None = None         # tflite-runtime 2.14 verdict
+    facts: dict = field(default_factory=dict)   # quantization parameters, settings, kept_float
+    gate: dict | None = None           # GateResult.to_dict()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Verifier:
+    """Verification images and the Keras reference probabilities on them (computed once)."""
+
+    images: ImageSet
+    ref_probs: np.ndarray
+    thresholds: dict
+    gates: Gates
+    num_threads: int | None = None
+
+    def check(self, format_name: str, path: Path) -> GateResult:
+        from .verify import verify_artifact
+
+        return verify_artifact(format_name, path, self.images, self.ref_probs, self.thresholds,
+                               self.gates, self.num_threads)
+
+
+def load_keras_model(run_dir: Path, size: int):
+    """RUN/model.keras, called once (tf2onnx needs a built model)."""
+    import keras
+
+    path = run_dir / FORMATS["keras"].filename
+    if not path.is_file():
+        raise FractureEdgeError(f"{path}: no Keras model in the run folder (train first)")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # corrupt or foreign file: one clear line
+        raise FractureEdgeError(f"{path}: cannot load the Keras model ({exc})") from None
+    model(np.zeros((1, size, size, 3), np.float32), training=False)
+    return model
+
+
+def embedded_bundle(bundle: dict) -> dict:
+    """The bundle carried inside each artifact: everything but the artifact list (keras provenance kept)."""
+    embedded = copy.deepcopy(bundle)
+    keras_record = bundle.get("artifacts", {}).get("keras")
+    embedded["artifacts"] = {"keras": keras_record} if keras_record else {}
+    return embedded
+
+
+def error_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def export_one(name: str, ctx: ExportContext, run_dir: Path, bundle: dict, verifier: Verifier) -> ExportRow:
+    """Export, embed, check compatibility and verify one format."""
+    from .embed import embed_bundle
+
+    fmt = FORMATS[name]
+    path = run_dir / fmt.filename
+    start = time.perf_counter()
+    try:
+        facts = EXPORTERS[name](ctx, path)
+        embed_bundle(path, embedded_bundle(bundle))
+        compat = check_artifact(path, fmt.backend).to_dict()
+    except Exception as exc:
+        log.debug("%s export failed", name, exc_info=True)
+        return ExportRow(name, fmt.filename, EXPORT_FAILED, time.perf_counter() - start, error=error_line(exc))
+    row = ExportRow(name, fmt.filename, OK, time.perf_counter() - start, compat=compat, facts=facts,
+                    **{k: v for k, v in artifact_record(path).items() if k in ("bytes", "sha256")})
+    return verify_row(row, path, verifier)
+
+
+def verify_row(row: ExportRow, path: Path, verifier: Verifier) -> ExportRow:
+    start = time.perf_counter()
+    try:
+        gate = verifier.check(row.format, path)
+    except Exception as exc:
+        log.debug("%s verification failed", row.format, exc_info=True)
+        return replace(row, status=VERIFY_FAILED, error=error_line(exc), verify_seconds=time.perf_counter() - start)
+    return replace(row, status=OK if gate.passed else GATE_FAILED, error=None if gate.passed else gate.reason,
+                   gate=gate.to_dict(), verify_seconds=time.perf_counter() - start)
+
+
+def export_int8_with_fallback(ctx: ExportContext, run_dir: Path, bundle: dict, verifier: Verifier,
+                              opts: ExportOptions) -> ExportRow:
+    """tflite-int8; when it fails its gate, keep the layers that lose most precision in float and retry."""
+    first = export_one("tflite-int8", ctx, run_dir, bundle, verifier)
+    if first.status != GATE_FAILED or not opts.int8_fallback:
+        return first
+    from .int8_debug import find_lossy_layers
+
+    log.warning("tflite-int8 failed its gate (%s); looking for layers that lose precision", first.error)
+    start = time.perf_counter()
+    layers = find_lossy_layers(ctx.tflite_source(), ctx.calibration().pixels, opts.int8_fallback_layers)
+    debug_seconds = time.perf_counter() - start
+    retry = export_one("tflite-int8", replace(ctx, int8_denylist=tuple(layers)), run_dir, bundle, verifier)
+    facts = {**retry.facts, "debugger_seconds": round(debug_seconds, 1),
+             "full_int8_attempt": {"error": first.error, "gate": first.gate}}
+    return replace(retry, facts=facts, seconds=first.seconds + debug_seconds + retry.seconds,
+                   verify_seconds=first.verify_seconds + retry.verify_seconds)
+
+
+def quarantine(row: ExportRow, run_dir: Path) -> ExportRow:
+    """Move an artifact that failed verification out of the runtime's reach."""
+    path = run_dir / row.file
+    if row.ok or not path.is_file():
+        return row
+    target = run_dir / REJECTED_DIR / row.file
+    target.parent.mkdir(exist_ok=True)
+    os.replace(path, target)
+    return replace(row, file=f"{REJECTED_DIR}/{row.file}")
+
+
+def load_inputs(opts: ExportOptions, bundle: dict, model) -> tuple[Verifier, callable]:
+    """The verification set with Keras reference probabilities, and a lazy calibration loader."""
+    from .verify import keras_probs
+
+    contract = input_contract(bundle)
+    verify_dir = resolve_data_dir(opts.verify_data, bundle, opts.run_dir, "verify")
+    images = verification_set(verify_dir, contract, opts.verify_splits)
+    verifier = Verifier(images, keras_probs(model, images.pixels), bundle["thresholds"], opts.gates,
+                        opts.num_threads)
+
+    def load_calibration() -> ImageSet:
+        calib_dir = resolve_data_dir(opts.calib_data, bundle, opts.run_dir, "calib")
+        return calibration_set(calib_dir, contract, opts.calib_images, opts.calib_seed)
+
+    return verifier, load_calibration
+
+
+def copy_android_assets(run_dir: Path, dest: str) -> list[str]:
+    """Copy model_int8.tflite and bundle.json into an Android assets folder (atomically)."""
+    from ..edge_runtime import atomic
+
+    copied = []
+    for name in (FORMATS["tflite-int8"].filename, "bundle.json"):
+        source = run_dir / name
+        if not source.is_file():
+            raise FractureEdgeError(f"{source}: not available to copy into {dest} (did tflite-int8 pass?)")
+        with atomic.atomic_path(Path(dest) / name) as tmp:
+            shutil.copyfile(source, tmp)
+        copied.append(str(Path(dest) / name))
+    return copied
+
+
+def export_format(i: int, name: str, ctx: ExportContext, bundle: dict, verifier: Verifier,
+                  opts: ExportOptions) -> ExportRow:
+    """Step i of the loop, logged: one format exported, verified and quarantined if it failed."""
+    log.info("[%d/%d] %s: exporting", i, len(opts.formats), name)
+    row = export_int8_with_fallback(ctx, opts.run_dir, bundle, verifier, opts) if name == "tflite-int8" \
+        else export_one(name, ctx, opts.run_dir, bundle, verifier)
+    log.info("[%d/%d] %s: %s (%.0f s export, %.0f s verify)%s", i, len(opts.formats), name, row.status,
+             row.seconds, row.verify_seconds, f": {row.error}" if row.error else "")
+    return quarantine(row, opts.run_dir)
+
+
+def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
+    """Export every requested format; returns the rows and the context for the report."""
+    from .bundle_update import record_export
+
+    start = time.perf_counter()
+    bundle = load_bundle(opts.run_dir)
+    model = load_keras_model(opts.run_dir, input_contract(bundle).size)
+    verifier, load_calibration = load_inputs(opts, bundle, model)
+    ctx = ExportContext(model, input_contract(bundle), load_calibration, opts.onnx_opset, opts.onnx_reduce_range)
+    try:
+        rows = [export_format(i, name, ctx, bundle, verifier, opts) for i, name in enumerate(opts.formats, 1)]
+    finally:
+        ctx.close()
+    context = record_export(opts, bundle, rows, verifier.images, time.perf_counter() - start)
+    if opts.android_assets:
+        try:
+            context["android_assets"] = {"copied": copy_android_assets(opts.run_dir, opts.android_assets)}
+        except (FractureEdgeError, OSError) as exc:
+            context["android_assets"] = {"error": error_line(exc)}
+    return rows, context

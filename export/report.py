@@ -1,0 +1,82 @@
+"""RUN/export_report.json and RUN/export_report.md: the whole table, one row per requested format."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..edge_runtime import atomic
+from .gates import finite_or_none
+
+REPORT_SCHEMA = "fracture_edge.export_report/1"
+JSON_NAME, MD_NAME = "export_report.json", "export_report.md"
+COLUMNS = ("format", "status", "size MB", "export s", "verify s", "sha256", "tflite-runtime 2.14",
+           "F1 keras→artifact", "AUC keras→artifact", "sens", "spec", "agreement", "max |Δprob|", "verdict")
+
+
+def report_dict(rows: list, context: dict) -> dict:
+    return finite_or_none({"schema": REPORT_SCHEMA, **context, "ok": all(r.ok for r in rows),
+                            "failed": [r.format for r in rows if not r.ok], "rows": [r.to_dict() for r in rows]})
+
+
+def _num(value, fmt: str) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+
+
+def table_cells(row) -> list[str]:
+    """One Markdown table row; metrics at the bundle's balanced threshold."""
+    gate = row.gate or {}
+    balanced = (gate.get("per_threshold") or {}).get("balanced", {})
+    size = None if row.bytes is None else row.bytes / 1e6
+    f1 = f"{_num(balanced.get('f1_ref'), '.4f')}→{_num(balanced.get('f1'), '.4f')}" if balanced else "–"
+    auc = f"{_num(gate.get('auc_ref'), '.4f')}→{_num(gate.get('auc'), '.4f')}" if gate else "–"
+    verdict = "pass" if row.ok else f"FAIL: {row.error}"
+    return [row.format, row.status, _num(size, ".2f"), _num(row.seconds, ".0f"), _num(row.verify_seconds, ".0f"),
+            (row.sha256 or "–")[:12], (row.compat or {}).get("verdict", "–"), f1, auc,
+            _num(balanced.get("sensitivity"), ".3f"), _num(balanced.get("specificity"), ".3f"),
+            _num(balanced.get("agreement"), ".2%"), _num(gate.get("max_abs_dprob"), ".2e"),
+            verdict.replace("|", "\\|")]
+
+
+def markdown(rows: list, context: dict) -> str:
+    verification = context.get("verification") or {}
+    lines = [f"# Export report: {context['run']}", "",
+             f"{context['date']} · {context['seconds_total']:.0f} s total · "
+             f"{'all formats passed' if all(r.ok for r in rows) else 'FAILED: ' + ', '.join(r.format for r in rows if not r.ok)}",
+             "", f"Verified on {verification.get('images')} images ({verification.get('fractured')} fractured) "
+             f"from {verification.get('source')} through {verification.get('runtime')}; "
+             "F1/sensitivity/specificity/agreement at the bundle's balanced threshold.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
+    lines += ["", "## Details", ""] + [line for r in rows for line in detail_lines(r)]
+    lines += ["", "Gates: " + "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in lim.items() if v is not None)
+                                        for p, lim in context["gates"].items())]
+    calibration = context.get("calibration")
+    if calibration:
+        lines.append(f"Calibration: {calibration['calibration_images']} images "
+                     f"({calibration['calibration_fractured']} fractured) from {calibration['calibration_source']}.")
+    if context.get("android_assets"):
+        lines.append(f"Android assets: {context['android_assets']}")
+    return "\n".join(lines) + "\n"
+
+
+def detail_lines(row) -> list[str]:
+    out = [f"- **{row.format}** ({row.file}): {(row.compat or {}).get('reason', 'not checked')}"]
+    if row.facts.get("kept_float"):
+        out.append(f"  - kept in float (selective quantization): {', '.join(row.facts['kept_float'])}")
+    quant = row.facts.get("quantization")
+    if isinstance(quant, dict) and "input" in quant:
+        q_in, q_out = quant["input"], quant["output"]
+        out.append(f"  - input {q_in['dtype']} scale {q_in['scale']:.6g} zero point {q_in['zero_point']}"
+                   f" (raw pixels exact: {quant.get('raw_pixels_exact', 'n/a')}); output {q_out['dtype']}"
+                   f" scale {q_out['scale']:.6g} zero point {q_out['zero_point']}")
+    if row.gate and "screening" in row.gate["per_threshold"]:
+        s = row.gate["per_threshold"]["screening"]
+        out.append(f"  - screening threshold: F1 {_num(s['f1_ref'], '.4f')}→{_num(s['f1'], '.4f')}, "
+                   f"sensitivity {_num(s['sensitivity'], '.3f')}, agreement {_num(s['agreement'], '.2%')}")
+    return out
+
+
+def write_reports(run_dir: Path, rows: list, context: dict) -> tuple[Path, Path]:
+    json_path = atomic.write_json(Path(run_dir) / JSON_NAME, report_dict(rows, context))
+    md_path = atomic.write_text(Path(run_dir) / MD_NAME, markdown(rows, context))
+    return json_path, md_path

@@ -1,0 +1,213 @@
+"""Export stage end to end on a tiny DenseNet121 (32 px, random init, briefly trained on synthetic images).
+
+One module-scoped export of every format is shared by the tests; gate failures are provoked on
+copies (a corrupted ONNX weight, mis-preprocessed images, an impossible gate, a failing exporter).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SIZE = 32
+
+
+def train_tiny_run(run_dir: Path, data_dir: Path) -> None:
+    """model.keras + bundle.json at 32 px, trained for 2 epochs on the synthetic training split."""
+    import keras
+
+    from fracture_edge.edge_runtime.bundle import SCHEMA_VERSION, artifact_record, save_bundle
+    from fracture_edge.edge_runtime.dataset import LABELS, POSITIVE
+    from fracture_edge.edge_runtime.metrics import choose_thresholds
+    from fracture_edge.edge_runtime.preprocessing import InputContract
+    from fracture_edge.export.calibration import verification_set
+    from fracture_edge.train.model import build_model
+
+    keras.utils.set_random_seed(0)
+    contract = InputContract(size=SIZE)
+    train = verification_set(data_dir, contract, ("train",))
+    model = build_model(SIZE, weights="none")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    model.fit(train.pixels.astype(np.float32), train.labels.astype(np.float32), epochs=2, batch_size=16, verbose=0)
+    model.save(run_dir / "model.keras")
+    val = verification_set(data_dir, contract, ("val",))
+    thresholds = choose_thresholds(val.labels, model.predict(val.pixels.astype(np.float32), verbose=0).ravel())
+    save_bundle(run_dir, {
+        "schema_version": SCHEMA_VERSION, "labels": list(LABELS), "positive_label": POSITIVE,
+        "output": {"kind": "sigmoid", "positive_index": 0},
+        "thresholds": {**thresholds, "default": "balanced"}, "input": contract.to_dict(),
+        "data": {"source": str(data_dir), "synthetic": True},
+        "artifacts": {"keras": artifact_record(run_dir / "model.keras")}})
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(run folder, rows, context, options) after exporting every format once."""
+    pytest.importorskip("tensorflow")
+    from fracture_edge.export.pipeline import ExportOptions, run_export
+    from fracture_edge.export.report import write_reports
+    from fracture_edge.train.synthetic import SyntheticSpec, write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("export")
+    data = write_synthetic_dataset(root / "data", SyntheticSpec(train=48, val=24, test=24, image_size=64))
+    run = root / "run"
+    run.mkdir()
+    train_tiny_run(run, data)
+    opts = ExportOptions(run_dir=run, calib_images=16, int8_fallback=False, android_assets=str(root / "assets"))
+    rows, context = run_export(opts)
+    write_reports(run, rows, context)
+    return run, rows, context, opts
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    dest.mkdir()
+    for name in ("model.keras", "bundle.json"):
+        shutil.copy(run / name, dest / name)
+    return dest
+
+
+def test_every_format_has_a_row_with_its_file(exported):
+    from fracture_edge.edge_runtime.formats import EXPORT_FORMATS, FORMATS
+
+    run, rows, _, _ = exported
+    assert [r.format for r in rows] == list(EXPORT_FORMATS)
+    for row in rows:
+        assert row.status in ("ok", "gate failed"), f"{row.format}: {row.error}"
+        assert row.file.endswith(FORMATS[row.format].filename)
+        assert (run / row.file).is_file()
+        assert row.gate is not None and row.gate["n"] == 48
+
+
+@pytest.mark.parametrize("fmt", ["tflite-fp32", "onnx-fp32"])
+def test_float_artifacts_pass_their_gate(exported, fmt):
+    row = next(r for r in exported[1] if r.format == fmt)
+    assert row.ok, row.error
+    assert row.gate["max_abs_dprob"] <= 1e-4
+
+
+def test_artifacts_carry_the_bundle_and_bundle_lists_only_passing_ones(exported):
+    from fracture_edge.edge_runtime.bundle import file_sha256, load_bundle
+    from fracture_edge.edge_runtime.embedded import read_embedded_bundle
+
+    run, rows, _, _ = exported
+    bundle = load_bundle(run)
+    for row in rows:
+        embedded = read_embedded_bundle(run / row.file)
+        assert embedded["input"]["size"] == SIZE and embedded["thresholds"] == bundle["thresholds"]
+        if row.ok:
+            record = bundle["artifacts"][row.format]
+            assert record["sha256"] == file_sha256(run / row.file) == row.sha256
+            assert record["verification"]["passed"] is True
+        else:
+            assert row.format not in bundle["artifacts"] and row.file.startswith("rejected/")
+    assert bundle["export"]["verification"]["images"] == 48
+
+
+def test_int8_tflite_takes_raw_uint8_pixels(exported):
+    row = next(r for r in exported[1] if r.format == "tflite-int8")
+    q = row.facts["quantization"]
+    assert q["input"]["dtype"] == "uint8" and q["raw_pixels_exact"] is True
+    assert row.facts["calibration_images"] == 16 and 0 < row.facts["calibration_fractured"] < 16
+
+
+@pytest.mark.parametrize("fmt, verdicts", [
+    ("tflite-fp32", {"yes"}), ("tflite-fp16", {"yes"}), ("tflite-int8", {"yes"}), ("onnx-int8", {"n/a"}),
+])
+def test_legacy_runtime_verdict(exported, fmt, verdicts):
+    row = next(r for r in exported[1] if r.format == fmt)
+    assert row.compat["verdict"] in verdicts, row.compat
+
+
+def test_report_json_schema(exported):
+    from fracture_edge.export.report import REPORT_SCHEMA
+
+    run, rows, _, _ = exported
+    report = json.loads((run / "export_report.json").read_text())
+    assert report["schema"] == REPORT_SCHEMA
+    assert report["ok"] == all(r.ok for r in rows) and len(report["rows"]) == len(rows)
+    for row in report["rows"]:
+        assert {"format", "status", "seconds", "bytes", "sha256", "error", "compat", "gate"} <= set(row)
+    assert {"fp32", "fp16", "int8"} == set(report["gates"])
+    md = (run / "export_report.md").read_text()
+    assert all(f"| {r.format} |" in md for r in rows)
+
+
+def test_android_assets_copied_when_int8_passed(exported):
+    run, rows, context, opts = exported
+    int8 = next(r for r in rows if r.format == "tflite-int8")
+    copied = Path(opts.android_assets) / "model_int8.tflite"
+    assert copied.is_file() == int8.ok
+    assert ("error" in context["android_assets"]) == (not int8.ok)
+
+
+@pytest.fixture(scope="module")
+def verifier(exported):
+    from fracture_edge.edge_runtime.bundle import load_bundle
+    from fracture_edge.export.pipeline import Verifier, load_inputs, load_keras_model
+
+    run, _, _, opts = exported
+    bundle = load_bundle(run)
+    verifier, _ = load_inputs(opts, bundle, load_keras_model(run, SIZE))
+    return verifier
+
+
+def test_corrupted_artifact_fails_the_gate(exported, verifier, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    run = exported[0]
+    model = onnx.load(str(run / "model_fp32.onnx"))
+    kernel = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)) if len(t.dims) == 2 else 0)
+    kernel.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(kernel), kernel.name))  # flip the head
+    corrupted = tmp_path / "model_fp32.onnx"
+    onnx.save(model, str(corrupted))
+    result = verifier.check("onnx-fp32", corrupted)
+    assert not result.passed and "max |dprob|" in result.reason
+
+
+def test_mis_preprocessed_images_fail_the_gate(exported, verifier):
+    from fracture_edge.export.gates import check_gates
+    from fracture_edge.export.verify import runtime_probs
+
+    run = exported[0]
+    wrong = np.ascontiguousarray(255 - verifier.images.pixels)  # inverted radiographs
+    probs = runtime_probs(run / "model_fp32.tflite", wrong)
+    result = check_gates("tflite-fp32", verifier.ref_probs, probs, verifier.images.labels, verifier.thresholds)
+    assert not result.passed and "max |dprob|" in result.reason
+
+
+def test_failed_formats_keep_their_rows_and_exit_non_zero(exported, tmp_path, monkeypatch):
+    from fracture_edge.edge_runtime.bundle import load_bundle
+    from fracture_edge.edge_runtime.cli import main
+    from fracture_edge.export import exporters
+
+    def broken(ctx, path):
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setitem(exporters.EXPORTERS, "onnx-fp32", broken)
+    run = copy_run(exported[0], tmp_path / "run")
+    code = main(["export", str(run), "--formats", "tflite-fp32,onnx-fp32", "--gate-fp32-max-dprob", "-1"])
+    assert code == 1
+    report = json.loads((run / "export_report.json").read_text())
+    rows = {r["format"]: r for r in report["rows"]}
+    assert rows["tflite-fp32"]["status"] == "gate failed" and "max |dprob|" in rows["tflite-fp32"]["error"]
+    assert rows["onnx-fp32"]["status"] == "export failed" and "converter exploded" in rows["onnx-fp32"]["error"]
+    assert report["failed"] == ["tflite-fp32", "onnx-fp32"]
+    assert (run / "rejected" / "model_fp32.tflite").is_file() and not (run / "model_fp32.tflite").exists()
+    assert set(load_bundle(run)["artifacts"]) == {"keras"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--formats", "tflite-int4"], "valid formats"),
+    (["--verify-split", "holdout"], "valid splits"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, argv, message, capsys):
+    from fracture_edge.edge_runtime.cli import main
+
+    assert main(["export", str(tmp_path), *argv]) == 1
+    assert message in capsys.readouterr().err
