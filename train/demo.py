@@ -33,6 +33,8 @@ def demo_train_options(data: Path, run: Path, size: int, seed: int) -> TrainOpti
 
 
 def run_demo(out: str, size: int, seed: int) -> int:
+    """train -> export (every format, verified) -> bench --quick, on synthetic data; non-zero if a stage fails."""
+    from ..edge_runtime.cli import main as cli_main
     from .evaluate import format_metrics_lines
     from .trainer import train
 
@@ -41,7 +43,17 @@ def run_demo(out: str, size: int, seed: int) -> int:
     data = write_synthetic_dataset(out_dir / "synthetic_data", SyntheticSpec(seed=seed))
     print(f"[demo] {SYNTHETIC_NOTE}: {data}")
     summary = train(demo_train_options(data, out_dir / "run", size, seed))
-    print(f"[demo] trained in {summary.seconds:.0f} s -> {summary.run_dir}")
+    run = str(summary.run_dir)
+    print(f"[demo] 1/3 trained in {summary.seconds:.0f} s -> {run}")
     for line in format_metrics_lines({"format": "keras", "split": "synthetic test", **summary.test}):
         print(f"[demo] {line}")
+    print("[demo] 2/3 export every format and verify it through the edge runtime")
+    exported = cli_main(["export", run])
+    print("[demo] 3/3 benchmark every artifact (--quick)")
+    benched = cli_main(["bench", run, "--data", str(data), "--quick"])
+    print(f"[demo] reports: {run}/export_report.md, {run}/bench/bench.md ({SYNTHETIC_NOTE})")
+    failed = [name for name, code in (("export", exported), ("bench", benched)) if code != 0]
+    if failed:
+        log.error("demo: %s exited non-zero", " and ".join(failed))
+        return 1
     return 0

@@ -1,0 +1,92 @@
+"""Training end to end on synthetic radiographs (slow: TensorFlow), and the training CLI's failure modes."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fracture_edge.edge_runtime.bundle import load_bundle
+from fracture_edge.edge_runtime.cli import main
+
+pytestmark = pytest.mark.slow
+tf = pytest.importorskip("tensorflow", reason="training tests need the train extra (TensorFlow)")
+
+
+@pytest.fixture(scope="module")
+def synthetic_data(tmp_path_factory):
+    from fracture_edge.train.synthetic import SyntheticSpec, write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), SyntheticSpec(train=24, val=12, test=12, image_size=48))
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthetic_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    code = main(["train", "--data", str(synthetic_data), "--out", str(run), "--weights", "none", "--size", "32",
+                 "--views", "2", "--head-epochs", "2", "--finetune-epochs", "1", "--batch-size", "8"])
+    assert code == 0
+    return run
+
+
+def test_run_folder_contents(trained_run):
+    for name in ("model.keras", "bundle.json", "metrics.json", "history.json", "predictions.json",
+                 "history.png", "roc_pr.png", "confusion_test.png"):
+        assert (trained_run / name).is_file(), name
+    assert not list(trained_run.glob(".*"))  # atomic writes leave no temp files
+
+
+def test_bundle_records_contract_thresholds_metrics(trained_run, synthetic_data):
+    b = load_bundle(trained_run)
+    assert b["input"]["size"] == 32 and b["labels"] == ["not_fractured", "fractured"]
+    assert 0 <= b["thresholds"]["screening"] <= 1 and b["thresholds"]["chosen_on"] == "val"
+    test = b["metrics"]["test"]
+    assert test["n"] == 12 and set(test["balanced"]) >= {"accuracy", "precision", "sensitivity", "specificity", "f1"}
+    assert b["data"]["source"] == str(Path(synthetic_data).resolve())
+    assert "leak" in json.dumps(b["data"]["check"])
+    assert b["artifacts"]["keras"]["file"] == "model.keras" and len(b["artifacts"]["keras"]["sha256"]) == 64
+    assert b["versions"]["tensorflow"] == tf.__version__
+
+
+def test_saved_model_reproduces_recorded_test_scores(trained_run):
+    """The cached-activation predictions written at training time equal the saved model on real pixels."""
+    import keras
+
+    from fracture_edge.edge_runtime.preprocessing import InputContract, load_model_input
+
+    preds = json.loads((trained_run / "predictions.json").read_text())["test"]
+    model = keras.models.load_model(trained_run / "model.keras", compile=False)
+    pixels = np.stack([load_model_input(p, InputContract(size=32)) for p in preds["paths"]])
+    probs = model.predict(pixels.astype(np.float32), verbose=0).ravel()
+    assert np.allclose(probs, preds["probabilities"], atol=1e-4)
+
+
+def test_eval_rescoring_matches_training_metrics(trained_run, capsys):
+    assert main(["eval", str(trained_run), "--split", "test", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    recorded = load_bundle(trained_run)["metrics"]["test"]
+    assert result["auc"] == pytest.approx(recorded["auc"], abs=1e-6)
+
+
+def test_unreadable_images_are_skipped_and_counted(synthetic_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_data, data)
+    (data / "train" / "fractured" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--weights", "none", "--size", "32",
+                 "--views", "1", "--head-epochs", "1", "--finetune-from", "none", "--batch-size", "8"]) == 0
+    assert load_bundle(run)["data"]["splits"]["train"]["skipped_unreadable"] == 1
+
+
+def test_missing_weights_file_is_one_clear_line(synthetic_data, tmp_path, capsys):
+    code = main(["train", "--data", str(synthetic_data), "--out", str(tmp_path / "r"), "--size", "32",
+                 "--weights", str(tmp_path / "missing.weights.h5")])
+    assert code == 1
+    assert "missing.weights.h5: weights file not found" in capsys.readouterr().err
+
+
+def test_existing_run_folder_is_not_overwritten(trained_run, synthetic_data, capsys):
+    code = main(["train", "--data", str(synthetic_data), "--out", str(trained_run), "--weights", "none"])
+    assert code == 1
+    assert "exists and is not empty" in capsys.readouterr().err
