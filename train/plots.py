@@ -40,7 +40,7 @@ def plot_history(plt, history: dict, path: Path) -> None:
             if f"val_{key}" in hist:
                 ax.plot(epochs, hist[f"val_{key}"], "--", label=f"{stage} val")
         offset += len(epochs)
-    for ax, title in zip(axes, ("loss (weighted binary cross-entropy)", "AUC")):
+    for ax, title in zip(axes, ("loss (train: class-weighted BCE, val: BCE)", "AUC")):
         ax.set_title(title)
         ax.set_xlabel("epoch (stages concatenated)")
         ax.legend()
