@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--verify-data", help="dataset for the fidelity gate (default: the bundle's training data)")
     p.add_argument("--verify-split", default=DEFAULT_SPLITS, help="splits to verify on (default val,test)")
     p.add_argument("--android-assets", metavar="DIR", help="copy model_int8.tflite and bundle.json here")
-    p.add_argument("--threads", type=int, default=None, help="runtime threads used for verification")
+    p.add_argument("--threads", type=int, default=None,
+                   help="runtime threads used for verification (default: all CPU cores)")
     p.add_argument("--onnx-opset", type=int, default=17)
     p.add_argument("--onnx-reduce-range", action="store_true", help="7-bit weights for onnx-int8 (old x86 CPUs)")
     p.add_argument("--no-int8-fallback", action="store_true",
@@ -62,6 +63,7 @@ def gates_from_args(args):
 
 
 def options_from_args(args):
+    import os
     from pathlib import Path
 
     from ..edge_runtime.dataset import SPLITS
@@ -78,13 +80,16 @@ def options_from_args(args):
         verify_data=args.verify_data, verify_splits=splits, android_assets=args.android_assets,
         gates=gates_from_args(args), onnx_opset=args.onnx_opset, onnx_reduce_range=args.onnx_reduce_range,
         int8_fallback=not args.no_int8_fallback, int8_fallback_layers=args.int8_fallback_layers,
-        num_threads=args.threads)
+        num_threads=args.threads or os.cpu_count())
 
 
 def run_export_command(args) -> int:
     from ..edge_runtime.errors import missing_extra
 
+    import os
+
     opts = options_from_args(args)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ INFO lines out of the progress log
     for module in ("tensorflow", "tf2onnx", "onnx", "onnxruntime"):
         try:
             __import__(module)

@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -157,7 +158,11 @@ def export_int8_with_fallback(ctx: ExportContext, run_dir: Path, bundle: dict, v
 
     log.warning("tflite-int8 failed its gate (%s); looking for layers that lose precision", first.error)
     start = time.perf_counter()
-    layers = find_lossy_layers(ctx.tflite_source(), ctx.calibration().pixels, opts.int8_fallback_layers)
+    try:
+        layers = find_lossy_layers(ctx.tflite_source(), ctx.calibration().pixels, opts.int8_fallback_layers)
+    except Exception as exc:
+        log.debug("quantization debugger failed", exc_info=True)
+        return replace(first, error=f"{first.error}; selective fallback failed: {error_line(exc)}")
     debug_seconds = time.perf_counter() - start
     retry = export_one("tflite-int8", replace(ctx, int8_denylist=tuple(layers)), run_dir, bundle, verifier)
     facts = {**retry.facts, "debugger_seconds": round(debug_seconds, 1),
@@ -177,7 +182,7 @@ def quarantine(row: ExportRow, run_dir: Path) -> ExportRow:
     return replace(row, file=f"{REJECTED_DIR}/{row.file}")
 
 
-def load_inputs(opts: ExportOptions, bundle: dict, model) -> tuple[Verifier, callable]:
+def load_inputs(opts: ExportOptions, bundle: dict, model) -> tuple[Verifier, Callable[[], ImageSet]]:
     """The verification set with Keras reference probabilities, and a lazy calibration loader."""
     from .verify import keras_probs
 
