@@ -90,3 +90,19 @@ def test_existing_run_folder_is_not_overwritten(trained_run, synthetic_data, cap
     code = main(["train", "--data", str(synthetic_data), "--out", str(trained_run), "--weights", "none"])
     assert code == 1
     assert "exists and is not empty" in capsys.readouterr().err
+
+
+def test_batchnorm_statistics_are_estimated_from_the_images():
+    """A random backbone's placeholder statistics (0, 1) are replaced by those of its real inputs."""
+    import keras
+
+    from fracture_edge.train.model import build_model, estimate_batchnorm_statistics
+
+    model = build_model(32, "none")
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype(np.uint8)
+    conv1 = keras.Model(model.input, model.get_layer("conv1_conv").output)
+    expected = conv1(pixels.astype(np.float32)).numpy().mean(axis=(0, 1, 2))
+    estimate_batchnorm_statistics(model, pixels)
+    bn = model.get_layer("conv1_bn")
+    assert np.allclose(bn.moving_mean.numpy(), expected, rtol=1e-3, atol=1e-4)
+    assert bn.momentum == pytest.approx(0.99)  # restored

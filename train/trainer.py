@@ -13,7 +13,8 @@ from ..edge_runtime.metrics import choose_thresholds
 from ..edge_runtime.preprocessing import InputContract
 from . import activations, stages
 from .augment import augmented_views
-from .model import FEATURE_LAYER, FINETUNE_FROM, build_model, feature_extractor, trainable_tail
+from .model import (FEATURE_LAYER, FINETUNE_FROM, build_model, estimate_batchnorm_statistics, feature_extractor,
+                    trainable_tail)
 from .options import TrainOptions
 from .run_folder import RunSummary, write_run_folder
 
@@ -97,6 +98,9 @@ def train(opts: TrainOptions) -> RunSummary:
     contract = InputContract(size=opts.size)
     splits, data_report = load_splits(opts, contract)
     model = build_model(opts.size, opts.weights, opts.dropout)
+    if opts.weights == "none":
+        rng = np.random.default_rng(opts.seed)
+        estimate_batchnorm_statistics(model, splits["train"].pixels[rng.permutation(len(splits["train"].targets))])
     cached, layer = cache_inputs(model, splits, opts)
     weights = activations.class_weights(cached["train_y"])
     history = {}
