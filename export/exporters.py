@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -31,6 +32,7 @@ class ExportContext:
     onnx_opset: int = 17
     onnx_reduce_range: bool = False
     int8_denylist: tuple[str, ...] = ()
+    equalize: bool = True              # int8 formats quantize a channel-equalized copy (export/equalize.py)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def calibration(self) -> ImageSet:
@@ -41,18 +43,45 @@ class ExportContext:
 
     def tflite_source(self) -> str:
         """A SavedModel export of the Keras model, made once and shared by the TFLite converters."""
-        if "saved_model" not in self._cache:
+        return self._saved_model("saved_model", self.model)
+
+    def int8_model(self):
+        """The model int8 formats quantize: a float-equivalent channel-equalized copy unless disabled."""
+        if not self.equalize:
+            return self.model
+        if "equalized" not in self._cache:
+            from .equalize import equalize_model
+
+            start = time.perf_counter()
+            result = equalize_model(self.model, self.calibration().pixels)
+            self._cache["equalized"] = result
+            self._cache["equalization_facts"] = {**result.facts(),
+                                                 "equalization_seconds": round(time.perf_counter() - start, 1)}
+        return self._cache["equalized"].model
+
+    def int8_facts(self) -> dict:
+        """What was done to the model before int8 quantization (for the report)."""
+        self.int8_model()
+        return dict(self._cache.get("equalization_facts", {"equalized": False}))
+
+    def int8_tflite_source(self) -> str:
+        """SavedModel of int8_model() for the int8 TFLite converter and the quantization debugger."""
+        return self._saved_model("int8_saved_model", self.int8_model()) if self.equalize else self.tflite_source()
+
+    def _saved_model(self, key: str, model) -> str:
+        if key not in self._cache:
             from .tflite_export import export_saved_model
 
             folder = tempfile.mkdtemp(prefix="fe-savedmodel-")
-            self._cache["saved_model"] = export_saved_model(self.model, Path(folder) / "model")
-        return self._cache["saved_model"]
+            self._cache[key] = export_saved_model(model, Path(folder) / "model")
+        return self._cache[key]
 
     def close(self) -> None:
-        """Remove the temporary SavedModel."""
-        folder = self._cache.pop("saved_model", None)
-        if folder:
-            shutil.rmtree(Path(folder).parent, ignore_errors=True)
+        """Remove the temporary SavedModels."""
+        for key in ("saved_model", "int8_saved_model"):
+            folder = self._cache.pop(key, None)
+            if folder:
+                shutil.rmtree(Path(folder).parent, ignore_errors=True)
 
     def onnx_fp32_bytes(self) -> bytes:
         """The float ONNX graph, converted once and shared by onnx-fp32 and onnx-int8."""
@@ -61,6 +90,16 @@ class ExportContext:
 
             self._cache["onnx"] = convert_onnx(self.model, self.contract.size, self.onnx_opset)
         return self._cache["onnx"]
+
+    def onnx_int8_source_bytes(self) -> bytes:
+        """The float ONNX graph of int8_model(), the one onnx-int8 quantizes."""
+        if not self.equalize:
+            return self.onnx_fp32_bytes()
+        if "onnx_int8_source" not in self._cache:
+            from .onnx_export import convert_onnx
+
+            self._cache["onnx_int8_source"] = convert_onnx(self.int8_model(), self.contract.size, self.onnx_opset)
+        return self._cache["onnx_int8_source"]
 
 
 def calibration_facts(images: ImageSet) -> dict:
@@ -72,18 +111,15 @@ def _tflite(precision: str) -> Callable[[ExportContext, Path], dict]:
     def export(ctx: ExportContext, path: Path) -> dict:
         from .tflite_export import convert_tflite, tflite_quantization
 
-        calib = ctx.calibration() if precision == "int8" else None
-        if calib is not None and ctx.int8_denylist:
-            from .int8_debug import convert_selective_int8
+        if precision != "int8":
+            atomic.write_bytes(path, convert_tflite(ctx.tflite_source(), precision))
+            return {"quantization": tflite_quantization(path)}
+        from .int8_calibrate import convert_int8
 
-            data = convert_selective_int8(ctx.tflite_source(), calib.pixels, ctx.int8_denylist)
-        else:
-            data = convert_tflite(ctx.tflite_source(), precision, calib.pixels if calib is not None else None)
-        atomic.write_bytes(path, data)
-        facts = {"quantization": tflite_quantization(path)}
-        if calib is not None:
-            facts.update(calibration_facts(calib), kept_float=list(ctx.int8_denylist))
-        return facts
+        calib = ctx.calibration()
+        atomic.write_bytes(path, convert_int8(ctx.int8_tflite_source(), calib.pixels, ctx.int8_denylist))
+        return {"quantization": tflite_quantization(path), **calibration_facts(calib), **ctx.int8_facts(),
+                "calibration_stats": "recorded without buffer reuse", "kept_float": list(ctx.int8_denylist)}
 
     return export
 
@@ -100,9 +136,9 @@ def export_onnx_int8(ctx: ExportContext, path: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix=".fe-onnx-", dir=path.parent) as tmp_dir, \
             atomic.atomic_path(path) as tmp:
         fp32 = Path(tmp_dir) / "fp32.onnx"
-        fp32.write_bytes(ctx.onnx_fp32_bytes())
+        fp32.write_bytes(ctx.onnx_int8_source_bytes())
         settings = quantize_onnx(fp32, tmp, calib.pixels, reduce_range=ctx.onnx_reduce_range)
-    return {"opset": ctx.onnx_opset, "quantization": settings, **calibration_facts(calib)}
+    return {"opset": ctx.onnx_opset, "quantization": settings, **calibration_facts(calib), **ctx.int8_facts()}
 
 
 EXPORTERS: dict[str, Callable[[ExportContext, Path], dict]] = {

@@ -3,9 +3,8 @@
 Used only when the full-integer model fails its gate (the gate is never loosened). The layers are
 ranked with TFLite's QuantizationDebugger by RMSE / scale (the quantization error of a layer's output
 in units of its quantization step; the TensorFlow guide flags layers above 0.7). The selective model
-is quantized from the same calibrated model with those output tensors denylisted, keeping uint8 I/O.
-This uses TensorFlow's experimental quantizer entry point (`convert.mlir_quantize`), which is
-private API: pinned to the TensorFlow version in pyproject.
+is quantized with those output tensors denylisted, keeping uint8 I/O (int8_calibrate.convert_int8,
+which uses TensorFlow's private `convert.mlir_quantize`: pinned to the TensorFlow version in pyproject).
 """
 from __future__ import annotations
 
@@ -53,16 +52,3 @@ def find_lossy_layers(source, calib_pixels: np.ndarray, max_layers: int) -> list
     log.info("keeping %d layer(s) in float: %s", len(suspects),
              ", ".join(f"{n} ({e:.2f})" for n, e in ranked if n in suspects))
     return suspects
-
-
-def convert_selective_int8(source, calib_pixels: np.ndarray, denylist: tuple[str, ...]) -> bytes:
-    """int8 model with uint8 I/O whose denylisted output tensors stay float."""
-    import tensorflow as tf
-    from tensorflow.lite.python import convert
-
-    converter = make_converter(source, "int8", calib_pixels)
-    converter.experimental_mlir_quantizer = True
-    converter._experimental_calibrate_only = True  # noqa: SLF001 (same path as QuantizationDebugger)
-    calibrated = converter.convert()
-    return convert.mlir_quantize(calibrated, disable_per_channel=False, input_data_type=tf.uint8,
-                                 output_data_type=tf.uint8, denylisted_nodes=list(denylist))

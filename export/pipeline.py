@@ -46,6 +46,7 @@ class ExportOptions:
     onnx_reduce_range: bool = False
     int8_fallback: bool = True
     int8_fallback_layers: int = 10
+    equalize: bool = True
     num_threads: int | None = None
 
 
@@ -159,7 +160,7 @@ def export_int8_with_fallback(ctx: ExportContext, run_dir: Path, bundle: dict, v
     log.warning("tflite-int8 failed its gate (%s); looking for layers that lose precision", first.error)
     start = time.perf_counter()
     try:
-        layers = find_lossy_layers(ctx.tflite_source(), ctx.calibration().pixels, opts.int8_fallback_layers)
+        layers = find_lossy_layers(ctx.int8_tflite_source(), ctx.calibration().pixels, opts.int8_fallback_layers)
     except Exception as exc:
         log.debug("quantization debugger failed", exc_info=True)
         return replace(first, error=f"{first.error}; selective fallback failed: {error_line(exc)}")
@@ -233,7 +234,8 @@ def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
     bundle = load_bundle(opts.run_dir)
     model = load_keras_model(opts.run_dir, input_contract(bundle).size)
     verifier, load_calibration = load_inputs(opts, bundle, model)
-    ctx = ExportContext(model, input_contract(bundle), load_calibration, opts.onnx_opset, opts.onnx_reduce_range)
+    ctx = ExportContext(model, input_contract(bundle), load_calibration, opts.onnx_opset, opts.onnx_reduce_range,
+                        equalize=opts.equalize)
     try:
         rows = [export_format(i, name, ctx, bundle, verifier, opts) for i, name in enumerate(opts.formats, 1)]
     finally:

@@ -1,0 +1,175 @@
+"""Channel equalization: float-exact rescaling of a DenseNet's channels so that int8 loses less.
+
+Two passes on a copy of the Keras model (the caller's model is never touched):
+1. Concat channels. A dense block concatenates feature maps whose per-channel ranges differ by
+   orders of magnitude (on radiographs many stem channels are nearly constant), and int8
+   CONCATENATION gives the whole block one scale. Each channel has one producer (conv1_bn for block
+   2, the transition `pool{b-1}_conv` for later blocks, a dense layer's `conv{b}_block{j}_2_conv`)
+   and is only read by batch norms: multiply it by s at the producer (ReLU, zero padding, max and
+   average pooling commute with s > 0) and divide it out in every consumer (gamma / s, mean * s).
+2. BN -> ReLU -> conv. Each ReLU output is one per-tensor int8 tensor too: scale the batch norm's
+   output channel by t (gamma, beta * t) and divide the next layer's input weights by t. t is the
+   square root of the full equalizer, trading activation against weight precision (measured).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CONCAT = re.compile(r"^conv(\d+)_block(\d+)_concat$")
+GROWTH = 32                  # channels added by each dense layer of DenseNet121
+MAX_SCALE = 1000.0           # bound on s and 1/s: nearly dead channels are not blown up
+RELU_POWER = 0.5             # t = s ** 0.5 for BN -> ReLU -> conv (1.0 made int8 worse on FracAtlas)
+BATCH = 8
+
+
+@dataclass(frozen=True)
+class Block:
+    """One dense block: its number, its dense layers, and the channels of its input."""
+
+    number: int
+    layers: int
+    input_channels: int
+
+
+@dataclass(frozen=True)
+class EqualizationResult:
+    """The equalized copy and what was done to it (for the export report)."""
+
+    model: object
+    concat_channels: int        # dense-block channels rescaled
+    relu_channels: int          # BN -> ReLU channels rescaled
+
+    def facts(self) -> dict:
+        return {"equalized": True, "equalized_concat_channels": self.concat_channels,
+                "equalized_relu_channels": self.relu_channels}
+
+
+def dense_blocks(model) -> list[Block]:
+    """The dense blocks of a Keras DenseNet, found from its `conv{b}_block{j}_concat` layer names."""
+    layers: dict[int, int] = {}
+    for layer in model.layers:
+        match = CONCAT.match(layer.name)
+        if match:
+            layers[int(match.group(1))] = max(layers.get(int(match.group(1)), 0), int(match.group(2)))
+    return [Block(b, layers[b], int(model.get_layer(f"conv{b}_block1_concat").output.shape[-1]) - GROWTH)
+            for b in sorted(layers)]
+
+
+def relu_chains(model) -> list[tuple[str, str, str]]:
+    """(batch norm, relu, next layer with a kernel) for every BN -> ReLU -> conv (or -> GAP -> Dense)."""
+    names = {layer.name for layer in model.layers}
+    dense = [layer.name for layer in model.layers if type(layer).__name__ == "Dense"]
+    chains = []
+    for relu in sorted(n for n in names if re.fullmatch(r"(conv\d+_block\d+_[01]_|pool\d+_)?relu", n)):
+        stem = relu[:-len("relu")]
+        if relu == "relu":
+            target = dense[0] if len(dense) == 1 else None
+        elif stem.endswith(("_0_", "_1_")):
+            target = f"{stem[:-2]}{int(stem[-2]) + 1}_conv"
+        else:
+            target = stem + "conv"
+        if stem + "bn" in names and target in names:
+            chains.append((stem + "bn", relu, target))
+    return chains
+
+
+def channel_maxima(model, names: list[str], pixels: np.ndarray) -> list[np.ndarray]:
+    """Per-channel max |activation| of the named layers' outputs over the calibration images."""
+    import keras
+
+    probe = keras.Model(model.input, [model.get_layer(name).output for name in names])
+    maxima = [np.zeros(int(model.get_layer(name).output.shape[-1])) for name in names]
+    for start in range(0, len(pixels), BATCH):
+        outputs = probe(pixels[start:start + BATCH].astype(np.float32), training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        for i, out in enumerate(outputs):
+            maxima[i] = np.maximum(maxima[i], np.abs(np.asarray(out)).max(axis=(0, 1, 2)))
+    return maxima
+
+
+def channel_scales(maxima: np.ndarray, power: float = 1.0) -> np.ndarray:
+    """s_c = (1 / max|x_c|) ** power, bounded; dead channels keep s = 1."""
+    scales = np.ones_like(maxima, dtype=np.float64)
+    alive = maxima > 0
+    scales[alive] = np.clip(1.0 / maxima[alive], 1.0 / MAX_SCALE, MAX_SCALE) ** power
+    return scales
+
+
+def scale_outputs(layer, scales: np.ndarray) -> None:
+    """Multiply a batch norm's or bias-free conv's output channels by scales."""
+    if hasattr(layer, "gamma"):
+        layer.gamma.assign(np.asarray(layer.gamma) * scales)
+        layer.beta.assign(np.asarray(layer.beta) * scales)
+        return
+    if getattr(layer, "bias", None) is not None:
+        layer.bias.assign(np.asarray(layer.bias) * scales)
+    layer.kernel.assign(np.asarray(layer.kernel) * scales)
+
+
+def unscale_inputs(layer, scales: np.ndarray) -> None:
+    """Undo scaled inputs: batch norm (gamma / s, mean * s) or conv/dense kernel (input rows / s)."""
+    if hasattr(layer, "gamma"):
+        layer.gamma.assign(np.asarray(layer.gamma) / scales)
+        layer.moving_mean.assign(np.asarray(layer.moving_mean) * scales)
+        return
+    kernel = np.asarray(layer.kernel)
+    layer.kernel.assign(kernel / scales.reshape((-1, 1) if kernel.ndim == 2 else (1, 1, -1, 1)))
+
+
+def equalize_block(model, block: Block, scales: np.ndarray, last_block: bool) -> None:
+    """Scale every channel of a dense block at its producer and compensate in every consumer BN."""
+    b, c0 = block.number, block.input_channels
+    scale_outputs(model.get_layer("conv1_bn" if b == 2 else f"pool{b - 1}_conv"), scales[:c0])
+    for j in range(1, block.layers + 1):
+        start = c0 + GROWTH * (j - 1)
+        scale_outputs(model.get_layer(f"conv{b}_block{j}_2_conv"), scales[start:start + GROWTH])
+        unscale_inputs(model.get_layer(f"conv{b}_block{j}_0_bn"), scales[:start])
+    unscale_inputs(model.get_layer("bn" if last_block else f"pool{b}_bn"), scales)
+
+
+def equalize_concats(model, pixels: np.ndarray) -> int:
+    """Pass 1 (in place): every dense-block channel spans about [-1, 1]; returns channels rescaled."""
+    blocks = dense_blocks(model)
+    if not blocks:
+        raise ValueError("no DenseNet dense blocks (conv{b}_block{j}_concat layers) to equalize; "
+                         "export with --no-equalize")
+    maxima = channel_maxima(model, [f"conv{b.number}_block{b.layers}_concat" for b in blocks], pixels)
+    count = 0
+    for block, peak in zip(blocks, maxima):
+        scales = channel_scales(peak)
+        equalize_block(model, block, scales, block is blocks[-1])
+        count += int(np.count_nonzero(scales != 1.0))
+    return count
+
+
+def equalize_relus(model, pixels: np.ndarray, power: float = RELU_POWER) -> int:
+    """Pass 2 (in place): BN -> ReLU outputs move toward one range; returns channels rescaled."""
+    chains = relu_chains(model)
+    maxima = channel_maxima(model, [relu for _, relu, _ in chains], pixels)
+    count = 0
+    for (bn, _, target), peak in zip(chains, maxima):
+        scales = channel_scales(peak, power)
+        scale_outputs(model.get_layer(bn), scales)
+        unscale_inputs(model.get_layer(target), scales)
+        count += int(np.count_nonzero(scales != 1.0))
+    return count
+
+
+def equalize_model(model, pixels: np.ndarray) -> EqualizationResult:
+    """A float-equivalent copy of a DenseNet-based Keras model, equalized for int8 quantization."""
+    import keras
+
+    if len(pixels) == 0:
+        raise ValueError("channel equalization needs calibration images")
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    concat_channels = equalize_concats(copy, pixels)
+    relu_channels = equalize_relus(copy, pixels)
+    log.info("equalization: %d dense-block and %d BN-ReLU channels rescaled", concat_channels, relu_channels)
+    return EqualizationResult(copy, concat_channels, relu_channels)

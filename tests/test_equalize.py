@@ -1,0 +1,160 @@
+"""Channel equalization before int8 (export/equalize.py) and calibration without buffer reuse
+(export/int8_calibrate.py), on a tiny DenseNet121 (32 px) with randomized batch-norm statistics."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SIZE = 32
+
+
+def random_pixels(n: int, seed: int) -> np.ndarray:
+    """Smooth radiograph-like uint8 RGB images (N, SIZE, SIZE, 3)."""
+    from conftest import draw_synthetic_xray
+
+    gray = np.stack([draw_synthetic_xray(seed + i, (SIZE, SIZE)) for i in range(n)])
+    return np.repeat(gray[..., None], 3, axis=-1)
+
+
+def randomized_model(seed: int = 0):
+    """Tiny DenseNet121 whose batch norms have spread-out statistics (so a wrong compensation shows)."""
+    import keras
+
+    from fracture_edge.train.model import build_model
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(SIZE, weights="none")
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = int(layer.gamma.shape[0])
+            layer.gamma.assign(rng.uniform(0.2, 1.0, n))
+            layer.beta.assign(rng.normal(0.0, 0.3, n))
+            layer.moving_mean.assign(rng.normal(0.0, 0.3, n))
+            layer.moving_variance.assign(rng.uniform(0.1, 2.0, n) ** 2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def equalized():
+    """(original model, equalization result, calibration pixels, original weights)."""
+    pytest.importorskip("tensorflow")
+    from fracture_edge.export.equalize import equalize_model
+
+    model = randomized_model()
+    pixels = random_pixels(16, 0)
+    before = [w.copy() for w in model.get_weights()]
+    return model, equalize_model(model, pixels), pixels, before
+
+
+def outputs(model, pixels, layer_name: str | None = None) -> np.ndarray:
+    import keras
+
+    probe = model if layer_name is None else keras.Model(model.input, model.get_layer(layer_name).output)
+    return np.asarray(probe(pixels.astype(np.float32), training=False), dtype=np.float64)
+
+
+def head_logit(model, pixels) -> np.ndarray:
+    """The classifier's pre-sigmoid output (the probability may saturate on a random model)."""
+    dense = model.get_layer("fracture_prob")
+    return outputs(model, pixels, "avg_pool") @ np.asarray(dense.kernel) + np.asarray(dense.bias)
+
+
+@pytest.mark.parametrize("point", ["conv3_block5_1_conv", "conv5_block16_1_conv", "logit", "probability"])
+def test_equalized_copy_is_float_equivalent(equalized, point):
+    model, result, _, _ = equalized
+    images = random_pixels(8, 100)  # not the calibration images
+    if point == "logit":
+        ref, new = head_logit(model, images), head_logit(result.model, images)
+    else:
+        layer_name = None if point == "probability" else point
+        ref, new = outputs(model, images, layer_name), outputs(result.model, images, layer_name)
+    assert np.max(np.abs(new - ref)) <= 1e-5 * max(1.0, np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("layer_name", ["conv2_block6_concat", "pool2_relu", "relu"])
+def test_rescaled_tensors_differ_by_a_positive_channel_factor(equalized, layer_name):
+    model, result, _, _ = equalized
+    images = random_pixels(8, 100)
+    ref, new = outputs(model, images, layer_name), outputs(result.model, images, layer_name)
+    ratio = np.where(np.abs(ref) > 1e-3 * np.abs(ref).max(), new / np.where(ref == 0, 1, ref), np.nan)
+    per_channel = ratio.reshape(-1, ratio.shape[-1])
+    per_channel = per_channel[:, ~np.all(np.isnan(per_channel), axis=0)]   # dead channels say nothing
+    spread = np.nanmax(per_channel, axis=0) - np.nanmin(per_channel, axis=0)
+    assert not np.allclose(ref, new)
+    assert np.nanmin(per_channel) > 0 and np.nanmax(spread / np.nanmean(per_channel, axis=0)) < 1e-3
+
+
+def test_equalization_rescales_channels_and_leaves_the_original_alone(equalized):
+    model, result, _, before = equalized
+    assert result.concat_channels > 0 and result.relu_channels > 0
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, result.model.get_weights()))
+    assert result.facts()["equalized"] is True
+
+
+@pytest.mark.parametrize("layer_name", ["conv2_block6_concat", "conv3_block12_concat", "conv5_block16_concat"])
+def test_dense_block_channels_share_one_range_after_equalization(equalized, layer_name):
+    model, result, pixels, _ = equalized
+    peak_before = np.abs(outputs(model, pixels, layer_name)).max(axis=(0, 1, 2))
+    peak_after = np.abs(outputs(result.model, pixels, layer_name)).max(axis=(0, 1, 2))
+    alive = peak_before > 0
+    assert peak_before[alive].max() / peak_before[alive].min() > 2.0
+    assert np.allclose(peak_after[alive], 1.0, rtol=1e-4)
+
+
+def test_relu_chains_cover_every_bn_relu_pair():
+    pytest.importorskip("tensorflow")
+    from fracture_edge.export.equalize import relu_chains
+
+    chains = relu_chains(randomized_model())
+    assert len(chains) == 2 * 58 + 3 + 1   # two per dense layer, three transitions, the final bn
+    assert ("bn", "relu", "fracture_prob") in chains
+    assert ("conv2_block1_1_bn", "conv2_block1_1_relu", "conv2_block1_2_conv") in chains
+    assert ("pool3_bn", "pool3_relu", "pool3_conv") in chains
+
+
+def test_calibration_records_concat_ranges_as_the_union_of_inputs(equalized):
+    from fracture_edge.export.int8_calibrate import calibrated_model, concat_range_violations
+
+    model, _, pixels, _ = equalized
+    assert concat_range_violations(calibrated_model(model, pixels)) == []
+
+
+@pytest.mark.parametrize("fmt", ["tflite-int8", "onnx-int8"])
+def test_int8_export_of_the_equalized_model(equalized, fmt, tmp_path):
+    from fracture_edge.edge_runtime.bundle import SCHEMA_VERSION
+    from fracture_edge.edge_runtime.formats import FORMATS
+    from fracture_edge.edge_runtime.preprocessing import InputContract
+    from fracture_edge.export.calibration import ImageSet
+    from fracture_edge.export.exporters import EXPORTERS, ExportContext
+    from fracture_edge.export.verify import runtime_probs
+
+    model, _, pixels, _ = equalized
+    images = ImageSet(pixels, np.zeros(len(pixels), np.int64), ("x",) * len(pixels), (), "synthetic")
+    ctx = ExportContext(model, InputContract(size=SIZE), lambda: images)
+    path = tmp_path / FORMATS[fmt].filename
+    try:
+        facts = EXPORTERS[fmt](ctx, path)
+    finally:
+        ctx.close()
+    assert facts["equalized"] is True and facts["equalized_concat_channels"] > 0
+    bundle = {"schema_version": SCHEMA_VERSION, "input": InputContract(size=SIZE).to_dict(), "output": {"kind": "sigmoid", "positive_index": 0},
+              "labels": ["not_fractured", "fractured"], "positive_label": "fractured",
+              "thresholds": {"balanced": 0.5, "screening": 0.2, "default": "balanced"}}
+    probs = runtime_probs(path, random_pixels(4, 200), bundle=bundle)
+    assert probs.shape == (4,) and np.all((probs >= 0) & (probs <= 1))
+
+
+@pytest.mark.parametrize("argv, expected", [([], True), (["--no-equalize"], False)])
+def test_no_equalize_flag(argv, expected, tmp_path):
+    import argparse
+
+    from fracture_edge.export import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["export", str(tmp_path), *argv])
+    assert cli.options_from_args(args).equalize is expected
