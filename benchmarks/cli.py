@@ -31,6 +31,8 @@ def register(subparsers) -> None:
                         help="smoke run: 2 warm-up, 10 runs, 24 sampled images, 5 s budget per row")
     parser.add_argument("--out", default=None, help="output folder (default: RUN/bench/)")
     parser.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
+    parser.add_argument("--include-rejected", action="store_true",
+                        help="also measure artifacts that export rejected (RUN/rejected/), as '<format> (rejected)' rows")
     parser.add_argument("--gate", action="store_true",
                         help="exit non-zero when a compressed artifact breaks the fidelity gates")
     parser.set_defaults(handler=handle_bench)
@@ -45,7 +47,8 @@ def options_from_args(args: argparse.Namespace):
     return BenchOptions(run=args.run, data=args.data, split=args.split, formats=parse_formats(args.formats),
                         threads=threads, batches=parse_int_list(args.batch, "--batch"), warmup=args.warmup,
                         runs=args.runs, sample=args.sample, budget_s=args.budget, out=args.out,
-                        gate=args.gate, quick=args.quick, plots=not args.no_plots)
+                        gate=args.gate, quick=args.quick, plots=not args.no_plots,
+                        include_rejected=args.include_rejected)
 
 
 def handle_bench(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ class BenchOptions:
     gate: bool = False
     quick: bool = False
     plots: bool = True
+    include_rejected: bool = False             # also measure artifacts export quarantined in RUN/rejected/
 
     def __post_init__(self) -> None:
         for name in self.formats:

@@ -44,7 +44,10 @@ def load_classifier_predictor(job: dict, threads: int) -> Predictor:
 
     if job.get("tflite_runtime"):  # pin the interpreter (this process only): e.g. legacy tflite-runtime
         backends.TFLITE_RUNTIMES = tuple(r for r in backends.TFLITE_RUNTIMES if r[1] == job["tflite_runtime"])
-    clf = Classifier(job["run_dir"], num_threads=threads, format=job["format"])
+    if job.get("rejected"):  # quarantined by export: the lone file with its embedded bundle
+        clf = Classifier(job["artifact"], num_threads=threads)
+    else:
+        clf = Classifier(job["run_dir"], num_threads=threads, format=job["format"])
     settings = BACKEND_SETTINGS.get(clf.format.backend, "")
     details = {"artifact": str(clf.path), "bundle_source": clf.bundle_source, "num_threads": threads,
                "settings": settings}

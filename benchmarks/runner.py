@@ -32,6 +32,7 @@ class Job:
     keras_mode: str | None = None
     accuracy: bool = False  # this job also runs the accuracy pass (one job per format)
     tflite_runtime: str | None = None  # pin the TFLite interpreter by distribution name (extra rows)
+    rejected: bool = False  # the artifact failed its export gate; loaded from RUN/rejected/ with its embedded bundle
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ def plan_jobs(options: BenchOptions, run_dir: Path, have_tf: bool | None = None)
         labels = [keras_label(m) for m in KERAS_MODES] if name == "keras" else [name]
         if name == "keras" and not have_tf:
             skipped += [Skipped(label, name, "skipped", NO_TENSORFLOW) for label in labels]
+        elif not artifact.is_file() and options.include_rejected and (run_dir / REJECTED_DIR / fmt.filename).is_file():
+            jobs += [replace(job, label=f"{name} (rejected)", rejected=True)
+                     for job in _format_jobs(name, str(run_dir / REJECTED_DIR / fmt.filename), options)]
         elif not artifact.is_file():
             reason = _missing_reason(run_dir, name)
             skipped += [Skipped(label, name, "missing", reason) for label in labels]
@@ -81,7 +85,8 @@ def plan_jobs(options: BenchOptions, run_dir: Path, have_tf: bool | None = None)
 def _missing_reason(run_dir: Path, name: str) -> str:
     filename = FORMATS[name].filename
     if (run_dir / REJECTED_DIR / filename).is_file():
-        return f"{filename} was rejected by the export fidelity gates (see {REJECTED_DIR}/ and the export report)"
+        return (f"{filename} was rejected by the export fidelity gates (see {REJECTED_DIR}/ and the export report; "
+                "--include-rejected measures it anyway)")
     stage = "train" if name == "keras" else "export"
     return f"{filename} not found in {run_dir} (written by `fracture-edge {stage}`)"
 
@@ -116,7 +121,7 @@ def run_group(jobs: list[Job], options: BenchOptions, run_dir: Path, images_file
     """Run jobs of one artifact in a fresh `python -m fracture_edge.benchmarks.worker`; one result per job."""
     first = jobs[0]
     payload = {"format": first.format, "backend": first.backend, "artifact": first.artifact,
-               "tflite_runtime": first.tflite_runtime, "run_dir": str(run_dir), "images": str(images_file),
+               "tflite_runtime": first.tflite_runtime, "rejected": first.rejected, "run_dir": str(run_dir), "images": str(images_file),
                "warmup": options.warmup, "runs": options.runs, "budget_s": options.budget_s,
                "measurements": [{"label": j.label, "threads": j.threads, "batch": j.batch,
                                  "keras_mode": j.keras_mode, "accuracy": j.accuracy} for j in jobs]}

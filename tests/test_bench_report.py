@@ -192,6 +192,20 @@ def test_artifact_rejected_by_export_says_so(tmp_path):
     assert skipped[0].status == "missing" and "rejected by the export fidelity gates" in skipped[0].reason
 
 
+def test_include_rejected_measures_the_quarantined_artifact(tmp_path):
+    from fracture_edge.benchmarks import runner
+    from fracture_edge.benchmarks.options import BenchOptions
+
+    (tmp_path / "rejected").mkdir()
+    (tmp_path / "rejected" / "model_int8.onnx").write_bytes(b"x")
+    options = BenchOptions(run=str(tmp_path), data=".", formats=("onnx-int8",), threads=(2,),
+                           include_rejected=True)
+    jobs, skipped = runner.plan_jobs(options, tmp_path, have_tf=False)
+    assert not skipped
+    assert [(j.label, j.rejected, j.artifact) for j in jobs] == [
+        ("onnx-int8 (rejected)", True, str(tmp_path / "rejected" / "model_int8.onnx"))]
+
+
 @pytest.mark.parametrize("gate_flag, failures, expected_code", [
     (True, ["tflite-int8: agreement at balanced 83.33% < 98%"], 3),
     (True, [], 0),
