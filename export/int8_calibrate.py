@@ -2,7 +2,7 @@
 
 TensorFlow's calibrator logs an op's inputs again after the op ran; when the memory planner let the
 op write its output over an input (in-place MUL/ADD), the input is logged with the output's values
-(tensorflow/tensorflow#127842). In a DenseNet, the last concat of each dense block feeds only the
+(observed here with TF 2.21). In a DenseNet, the last concat of each dense block feeds only the
 next batch norm's MUL, so it got that MUL's range (58 instead of 1.9 on FracAtlas), and the shared
 concat scale crushed the whole block. Here the converter only lays out the calibrated model (two
 images); the min/max of every tensor are then recorded with all buffers kept apart, and the model
