@@ -65,8 +65,17 @@ def _size(rows: list[dict], label: str) -> int | None:
     return next((r["file_bytes"] for r in rows if r["label"] == label and r.get("file_bytes")), None)
 
 
-def _int8_delta(accuracy: list[dict], key: str) -> tuple[float | None, str]:
-    row = next((r for r in accuracy if r["label"] == "tflite-int8" and r["status"] == "ok"), None)
+REJECTED_INT8 = "tflite-int8 (rejected)"
+
+
+def int8_label(rows: list[dict]) -> str:
+    """The row the int8 targets are judged on: the exported artifact, else the one export rejected."""
+    labels = {r["label"] for r in rows if r["status"] == "ok"}
+    return "tflite-int8" if "tflite-int8" in labels or REJECTED_INT8 not in labels else REJECTED_INT8
+
+
+def _int8_delta(accuracy: list[dict], key: str, label: str) -> tuple[float | None, str]:
+    row = next((r for r in accuracy if r["label"] == label and r["status"] == "ok"), None)
     if row is None:
         return None, "tflite-int8 accuracy not measured"
     if not (row.get("reference") or "").startswith("keras"):
@@ -81,11 +90,12 @@ def evaluate_targets(report: dict) -> list[TargetResult]:
     size_note = "" if report["run"].get("input_size") == TARGET_SIZE else \
         f"input is {report['run'].get('input_size')} px, the targets are set at {TARGET_SIZE} px"
     where = f"no ok tflite-int8 row at batch {TARGET_BATCH}, {TARGET_THREADS} threads (use --threads 2)"
-    int8 = _p50(rows, lambda label: label == "tflite-int8")
+    int8_row = int8_label(rows)
+    int8 = _p50(rows, lambda label: label == int8_row)
     keras = _p50(rows, lambda label: label.startswith("keras"))
-    fp32_size, int8_size = _size(rows, "tflite-fp32"), _size(rows, "tflite-int8")
-    d_f1, why_f1 = _int8_delta(accuracy, "delta_f1")
-    d_auc, why_auc = _int8_delta(accuracy, "delta_auc")
+    fp32_size, int8_size = _size(rows, "tflite-fp32"), _size(rows, int8_row)
+    d_f1, why_f1 = _int8_delta(accuracy, "delta_f1", int8_row)
+    d_auc, why_auc = _int8_delta(accuracy, "delta_auc", int8_row)
     run = report["run"]
     full = not run.get("quick") and not run.get("sample") and len(run.get("formats", ())) == len(FORMATS)
     by_key = {t.key: t for t in TARGETS}
@@ -99,7 +109,14 @@ def evaluate_targets(report: dict) -> list[TargetResult]:
         judge(by_key["int8_delta_auc"], d_auc, why_auc),
         judge(by_key["bench_wall"], report.get("wall_s") if full else None, "not a full run (--quick, --sample or a subset of --formats)"),
     ]
-    if size_note:
-        results = [TargetResult(r.key, r.description, r.limit, r.measured, r.met, f"{r.verdict}; {size_note}")
-                   if r.measured is not None else r for r in results]
-    return results
+    rejected_note = "measured on the int8 artifact export rejected (--include-rejected)" \
+        if int8_row == REJECTED_INT8 else ""
+    return [_annotate(r, size_note, rejected_note if r.key.startswith("int8") else "") for r in results]
+
+
+def _annotate(result: TargetResult, *notes: str) -> TargetResult:
+    notes = tuple(n for n in notes if n)
+    if result.measured is None or not notes:
+        return result
+    return TargetResult(result.key, result.description, result.limit, result.measured, result.met,
+                        "; ".join((result.verdict, *notes)))

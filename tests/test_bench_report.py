@@ -221,3 +221,12 @@ def test_gate_flag_sets_the_exit_code(monkeypatch, tmp_path, gate_flag, failures
     argv = ["bench", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--no-plots"]
     assert main(argv + (["--gate"] if gate_flag else [])) == expected_code
     assert (tmp_path / "out" / "bench.json").is_file()
+
+
+def test_int8_targets_fall_back_to_the_rejected_row_and_say_so():
+    from fracture_edge.benchmarks import targets
+
+    rows = [{"label": "tflite-int8 (rejected)", "status": "ok"}, {"label": "tflite-fp32", "status": "ok"}]
+    assert targets.int8_label(rows) == "tflite-int8 (rejected)"
+    assert targets.int8_label(rows + [{"label": "tflite-int8", "status": "ok"}]) == "tflite-int8"
+    assert targets.int8_label([{"label": "tflite-fp32", "status": "ok"}]) == "tflite-int8"
