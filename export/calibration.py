@@ -53,24 +53,45 @@ def load_images(samples: list[Sample], contract: InputContract, source: str) -> 
     return ImageSet(pixels, labels, paths, tuple(failures), source)
 
 
-def calibration_set(data: str | os.PathLike, contract: InputContract, n: int, seed: int = 0) -> ImageSet:
-    """n stratified training images for post-training quantization."""
-    if n < 1:
-        raise ValueError(f"--calib-images must be at least 1, got {n}")
+def training_pool(data: str | os.PathLike) -> tuple[str, list[Sample]]:
+    """The split int8 work may draw from (train, else an unsplit dataset) and its samples."""
     samples = read_dataset(data)
     for split in CALIBRATION_SPLITS:
         pool = [s for s in samples if s.split == split]
         if pool:
-            break
-    else:
-        raise DatasetError(f"{data}: no training images to calibrate on (splits present: "
-                           f"{', '.join(sorted({s.split for s in samples}))})")
+            return split, pool
+    raise DatasetError(f"{data}: no training images to calibrate on (splits present: "
+                       f"{', '.join(sorted({s.split for s in samples}))})")
+
+
+def calibration_set(data: str | os.PathLike, contract: InputContract, n: int, seed: int = 0) -> ImageSet:
+    """n stratified training images for post-training quantization."""
+    if n < 1:
+        raise ValueError(f"--calib-images must be at least 1, got {n}")
+    split, pool = training_pool(data)
     chosen = stratified_sample(pool, n, seed)
     log.info("calibration: %d %s images from %s (seed %d)", len(chosen), split, data, seed)
     images = load_images(chosen, contract, f"{data} [{split}]")
     if len(images) == 0:
         raise DatasetError(f"{data}: none of the calibration images could be read")
     return images
+
+
+def selection_set(data: str | os.PathLike, contract: InputContract, n: int, exclude: tuple[str, ...],
+                  seed: int = 1) -> ImageSet:
+    """n random training images not in `exclude` (the calibration images), to choose mixed-precision layers.
+
+    Not stratified: the classes keep the dataset's ratio, as in val/test, so decisions near the
+    thresholds are as frequent as where the gate measures them.
+    """
+    split, pool = training_pool(data)
+    excluded = set(exclude)
+    pool = [s for s in pool if str(s.path) not in excluded]
+    if not pool:
+        raise DatasetError(f"{data}: no training images left beside the calibration images")
+    chosen = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:n]]
+    log.info("selection: %d held-out %s images from %s (seed %d)", len(chosen), split, data, seed)
+    return load_images(chosen, contract, f"{data} [{split}, not calibration]")
 
 
 def verification_set(data: str | os.PathLike, contract: InputContract, splits: tuple[str, ...]) -> ImageSet:

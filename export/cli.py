@@ -37,10 +37,11 @@ def register(subparsers) -> None:
     p.add_argument("--onnx-opset", type=int, default=17)
     p.add_argument("--onnx-reduce-range", action="store_true", help="7-bit weights for onnx-int8 (old x86 CPUs)")
     p.add_argument("--no-int8-fallback", action="store_true",
-                   help="do not retry a failing tflite-int8 with its most lossy layers kept in float")
+                   help="do not retry a failing tflite-int8 with its first layers kept in float")
     p.add_argument("--no-equalize", action="store_true",
                    help="quantize the model as is (default: a float-equivalent channel-equalized copy for int8)")
-    p.add_argument("--int8-fallback-layers", type=int, default=10, help="most layers kept in float (default 10)")
+    p.add_argument("--selection-images", type=int, default=400,
+                   help="held-out training images that choose the float layers of a mixed int8 (default 400)")
     for flag, (precision, field) in GATE_FLAGS.items():
         p.add_argument("--" + flag.replace("_", "-"), type=float, default=None,
                        help=f"{precision} gate: {field} (default {default_limit(precision, field)})")
@@ -81,7 +82,7 @@ def options_from_args(args):
         calib_data=args.calib_data, calib_images=args.calib_images, calib_seed=args.calib_seed,
         verify_data=args.verify_data, verify_splits=splits, android_assets=args.android_assets,
         gates=gates_from_args(args), onnx_opset=args.onnx_opset, onnx_reduce_range=args.onnx_reduce_range,
-        int8_fallback=not args.no_int8_fallback, int8_fallback_layers=args.int8_fallback_layers,
+        int8_fallback=not args.no_int8_fallback, selection_images=args.selection_images,
         equalize=not args.no_equalize,
         num_threads=args.threads or os.cpu_count())
 

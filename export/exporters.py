@@ -29,9 +29,11 @@ class ExportContext:
     model: object
     contract: InputContract
     load_calibration: Callable[[], ImageSet]
+    load_selection: Callable[[tuple[str, ...]], ImageSet] | None = None
     onnx_opset: int = 17
     onnx_reduce_range: bool = False
-    int8_denylist: tuple[str, ...] = ()
+    int8_denylist: tuple[str, ...] = ()       # tflite-int8 ops kept in float (a mixed model)
+    onnx_int8_exclude: tuple[str, ...] = ()   # onnx-int8 nodes kept in float
     equalize: bool = True              # int8 formats quantize a channel-equalized copy (export/equalize.py)
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -40,6 +42,30 @@ class ExportContext:
         if "calibration" not in self._cache:
             self._cache["calibration"] = self.load_calibration()
         return self._cache["calibration"]
+
+    def selection(self) -> ImageSet:
+        """Held-out training images (never the calibration ones) for choosing mixed-precision layers."""
+        if "selection" not in self._cache:
+            if self.load_selection is None:
+                raise ValueError("no selection images configured")
+            self._cache["selection"] = self.load_selection(self.calibration().paths)
+        return self._cache["selection"]
+
+    def selection_reference(self):
+        """Keras probabilities on the selection images (computed once, shared by both int8 formats)."""
+        if "selection_probs" not in self._cache:
+            from .verify import keras_probs
+
+            self._cache["selection_probs"] = keras_probs(self.model, self.selection().pixels)
+        return self._cache["selection_probs"]
+
+    def int8_calibrated(self) -> bytes:
+        """The float .tflite carrying calibration ranges, made once; every int8 variant is quantized from it."""
+        if "int8_calibrated" not in self._cache:
+            from .int8_calibrate import calibrated_model
+
+            self._cache["int8_calibrated"] = calibrated_model(self.int8_tflite_source(), self.calibration().pixels)
+        return self._cache["int8_calibrated"]
 
     def tflite_source(self) -> str:
         """A SavedModel export of the Keras model, made once and shared by the TFLite converters."""
@@ -65,23 +91,28 @@ class ExportContext:
         return dict(self._cache.get("equalization_facts", {"equalized": False}))
 
     def int8_tflite_source(self) -> str:
-        """SavedModel of int8_model() for the int8 TFLite converter and the quantization debugger."""
+        """SavedModel of int8_model() for the int8 TFLite converter."""
         return self._saved_model("int8_saved_model", self.int8_model()) if self.equalize else self.tflite_source()
 
     def _saved_model(self, key: str, model) -> str:
         if key not in self._cache:
             from .tflite_export import export_saved_model
 
-            folder = tempfile.mkdtemp(prefix="fe-savedmodel-")
-            self._cache[key] = export_saved_model(model, Path(folder) / "model")
+            self._cache[key] = export_saved_model(model, self._temp_dir("fe-savedmodel-") / "model")
         return self._cache[key]
 
+    def _temp_dir(self, prefix: str) -> Path:
+        """A temporary folder removed by close()."""
+        folder = Path(tempfile.mkdtemp(prefix=prefix))
+        self._cache.setdefault("temp_dirs", []).append(folder)
+        return folder
+
     def close(self) -> None:
-        """Remove the temporary SavedModels."""
-        for key in ("saved_model", "int8_saved_model"):
-            folder = self._cache.pop(key, None)
-            if folder:
-                shutil.rmtree(Path(folder).parent, ignore_errors=True)
+        """Remove the temporary SavedModels and ONNX work folder."""
+        for folder in self._cache.pop("temp_dirs", []):
+            shutil.rmtree(folder, ignore_errors=True)
+        for key in ("saved_model", "int8_saved_model", "onnx_work"):
+            self._cache.pop(key, None)
 
     def onnx_fp32_bytes(self) -> bytes:
         """The float ONNX graph, converted once and shared by onnx-fp32 and onnx-int8."""
@@ -101,6 +132,51 @@ class ExportContext:
             self._cache["onnx_int8_source"] = convert_onnx(self.int8_model(), self.contract.size, self.onnx_opset)
         return self._cache["onnx_int8_source"]
 
+    def onnx_int8_prepared(self) -> tuple[Path, Path]:
+        """(pre-processed float ONNX that onnx-int8 quantizes, its calibration cache), made once."""
+        if "onnx_work" not in self._cache:
+            from .onnx_export import prepare_for_quantization
+
+            work = self._temp_dir("fe-onnxq-")
+            self._cache["onnx_work"] = work
+            (work / "fp32.onnx").write_bytes(self.onnx_int8_source_bytes())
+            prepare_for_quantization(work / "fp32.onnx", work / "prepared.onnx")
+        work = self._cache["onnx_work"]
+        return work / "prepared.onnx", work / "calibration.json"
+
+    def quantize_onnx_int8(self, out_path: Path, exclude: tuple[str, ...]) -> dict:
+        """onnx-int8 with `exclude` nodes in float; the activation ranges are computed on the first call only."""
+        from .onnx_export import quantize_onnx
+
+        prepared, cache = self.onnx_int8_prepared()
+        return quantize_onnx(prepared, out_path, self.calibration().pixels, self.onnx_reduce_range, exclude, cache)
+
+    def mixed_int8(self, format_name: str) -> "MixedInt8":
+        """What the float-prefix search needs for one int8 format (see int8_mixed.py)."""
+        if format_name == "tflite-int8":
+            from .int8_calibrate import quantize_calibrated
+            from .int8_mixed import op_output_names
+
+            calibrated = self.int8_calibrated()
+            return MixedInt8(op_output_names(calibrated), ".tflite", "int8_denylist",
+                             lambda ops, path: path.write_bytes(quantize_calibrated(calibrated, ops)))
+        if format_name == "onnx-int8":
+            from .onnx_export import node_names
+
+            return MixedInt8(node_names(self.onnx_int8_prepared()[0]), ".onnx", "onnx_int8_exclude",
+                             lambda ops, path: self.quantize_onnx_int8(path, ops))
+        raise ValueError(f"{format_name} has no mixed-precision variant")
+
+
+@dataclass(frozen=True)
+class MixedInt8:
+    """An int8 format's op names in execution order and how to quantize it with some of them in float."""
+
+    names: list[str]
+    suffix: str                                   # file suffix the runtime recognises
+    context_field: str                            # the ExportContext field that carries the float ops
+    quantize: Callable[[tuple[str, ...], Path], object]
+
 
 def calibration_facts(images: ImageSet) -> dict:
     return {"calibration_images": len(images), "calibration_fractured": int(images.labels.sum()),
@@ -114,12 +190,11 @@ def _tflite(precision: str) -> Callable[[ExportContext, Path], dict]:
         if precision != "int8":
             atomic.write_bytes(path, convert_tflite(ctx.tflite_source(), precision))
             return {"quantization": tflite_quantization(path)}
-        from .int8_calibrate import convert_int8
+        from .int8_calibrate import quantize_calibrated
 
-        calib = ctx.calibration()
-        atomic.write_bytes(path, convert_int8(ctx.int8_tflite_source(), calib.pixels, ctx.int8_denylist))
-        return {"quantization": tflite_quantization(path), **calibration_facts(calib), **ctx.int8_facts(),
-                "calibration_stats": "recorded without buffer reuse", "kept_float": list(ctx.int8_denylist)}
+        atomic.write_bytes(path, quantize_calibrated(ctx.int8_calibrated(), ctx.int8_denylist))
+        return {"quantization": tflite_quantization(path), **calibration_facts(ctx.calibration()),
+                **ctx.int8_facts(), "calibration_stats": "recorded without buffer reuse"}
 
     return export
 
@@ -130,15 +205,10 @@ def export_onnx_fp32(ctx: ExportContext, path: Path) -> dict:
 
 
 def export_onnx_int8(ctx: ExportContext, path: Path) -> dict:
-    from .onnx_export import quantize_onnx
-
-    calib = ctx.calibration()
-    with tempfile.TemporaryDirectory(prefix=".fe-onnx-", dir=path.parent) as tmp_dir, \
-            atomic.atomic_path(path) as tmp:
-        fp32 = Path(tmp_dir) / "fp32.onnx"
-        fp32.write_bytes(ctx.onnx_int8_source_bytes())
-        settings = quantize_onnx(fp32, tmp, calib.pixels, reduce_range=ctx.onnx_reduce_range)
-    return {"opset": ctx.onnx_opset, "quantization": settings, **calibration_facts(calib), **ctx.int8_facts()}
+    with atomic.atomic_path(path) as tmp:
+        settings = ctx.quantize_onnx_int8(Path(tmp), ctx.onnx_int8_exclude)
+    return {"opset": ctx.onnx_opset, "quantization": settings, **calibration_facts(ctx.calibration()),
+            **ctx.int8_facts()}
 
 
 EXPORTERS: dict[str, Callable[[ExportContext, Path], dict]] = {

@@ -6,7 +6,8 @@ op write its output over an input (in-place MUL/ADD), the input is logged with t
 next batch norm's MUL, so it got that MUL's range (58 instead of 1.9 on FracAtlas), and the shared
 concat scale crushed the whole block. Here the converter only lays out the calibrated model (two
 images); the min/max of every tensor are then recorded with all buffers kept apart, and the model
-is quantized from those. Uses TensorFlow's private `convert.mlir_quantize` (as int8_debug does).
+is quantized from those (with TensorFlow's private `convert.mlir_quantize`: pinned to the TensorFlow
+version in pyproject).
 """
 from __future__ import annotations
 
@@ -70,13 +71,6 @@ def quantize_calibrated(calibrated: bytes, denylist: tuple[str, ...] = ()) -> by
 
     return convert.mlir_quantize(calibrated, disable_per_channel=False, input_data_type=tf.uint8,
                                  output_data_type=tf.uint8, denylisted_nodes=list(denylist) or None)
-
-
-def convert_int8(source, calib_pixels: np.ndarray, denylist: tuple[str, ...] = ()) -> bytes:
-    """Keras model (or SavedModel folder) -> full-integer .tflite calibrated on calib_pixels."""
-    if calib_pixels is None or len(calib_pixels) == 0:
-        raise ValueError("int8 quantization needs calibration images")
-    return quantize_calibrated(calibrated_model(source, calib_pixels), denylist)
 
 
 def concat_range_violations(model_bytes: bytes) -> list[str]:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -43,22 +41,38 @@ class PixelReader:
         self._next = 0
 
 
-def quantize_onnx(fp32_path: str | os.PathLike, out_path: str | os.PathLike, calib_pixels: np.ndarray,
-                  reduce_range: bool = False) -> dict:
-    """Static QDQ int8 (uint8 activations, int8 per-channel weights); returns the settings used."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+def prepare_for_quantization(fp32_path: str | os.PathLike, prepared_path: str | os.PathLike) -> None:
+    """onnxruntime's pre-processing (shape inference, graph clean-up) before static quantization."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(fp32_path), str(prepared_path), skip_symbolic_shape=True)
+
+
+def node_names(path: str | os.PathLike) -> list[str]:
+    """Node names of an ONNX graph in its (topological) order: the units `nodes_to_exclude` takes."""
+    import onnx
+
+    return [node.name for node in onnx.load(str(path), load_external_data=False).graph.node]
+
+
+def quantize_onnx(prepared_path: str | os.PathLike, out_path: str | os.PathLike, calib_pixels: np.ndarray,
+                  reduce_range: bool = False, exclude: tuple[str, ...] = (),
+                  calibration_cache: str | os.PathLike | None = None) -> dict:
+    """Static QDQ int8 (uint8 activations, int8 per-channel weights) of a prepared model; returns the settings.
+
+    Nodes in `exclude` stay float. With `calibration_cache`, the activation ranges are computed once
+    and reused by later calls (onnxruntime's calibration_cache_path).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if calib_pixels is None or len(calib_pixels) == 0:
         raise ValueError("int8 quantization needs calibration images")
     settings = {"quant_format": "QDQ", "activation_type": "QUInt8", "weight_type": "QInt8",
                 "per_channel": True, "reduce_range": reduce_range, "calibrate_method": "MinMax",
                 "calibration_images": int(len(calib_pixels))}
-    with tempfile.TemporaryDirectory(prefix="fe-onnxq-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out_path), PixelReader(calib_pixels),
-                        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+    quantize_static(str(prepared_path), str(out_path), PixelReader(calib_pixels),
+                    quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=list(exclude) or None, calibrate_method=CalibrationMethod.MinMax,
+                    calibration_cache_path=None if calibration_cache is None else str(calibration_cache))
     return settings

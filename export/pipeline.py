@@ -20,7 +20,7 @@ import numpy as np
 from ..edge_runtime.bundle import artifact_record, input_contract, load_bundle
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.formats import EXPORT_FORMATS, FORMATS
-from .calibration import ImageSet, calibration_set, resolve_data_dir, verification_set
+from .calibration import ImageSet, calibration_set, resolve_data_dir, selection_set, verification_set
 from .compat import check_artifact
 from .exporters import EXPORTERS, ExportContext
 from .gates import GateResult, Gates
@@ -45,7 +45,7 @@ class ExportOptions:
     onnx_opset: int = 17
     onnx_reduce_range: bool = False
     int8_fallback: bool = True
-    int8_fallback_layers: int = 10
+    selection_images: int = 400
     equalize: bool = True
     num_threads: int | None = None
 
@@ -149,26 +149,33 @@ def verify_row(row: ExportRow, path: Path, verifier: Verifier) -> ExportRow:
                    gate=gate.to_dict(), verify_seconds=time.perf_counter() - start)
 
 
-def export_int8_with_fallback(ctx: ExportContext, run_dir: Path, bundle: dict, verifier: Verifier,
+def export_int8_with_fallback(name: str, ctx: ExportContext, run_dir: Path, bundle: dict, verifier: Verifier,
                               opts: ExportOptions) -> ExportRow:
-    """tflite-int8; when it fails its gate, keep the layers that lose most precision in float and retry."""
-    first = export_one("tflite-int8", ctx, run_dir, bundle, verifier)
+    """An int8 format; when it fails its gate, keep the shortest float prefix the selection images accept."""
+    first = export_one(name, ctx, run_dir, bundle, verifier)
     if first.status != GATE_FAILED or not opts.int8_fallback:
         return first
-    from .int8_debug import find_lossy_layers
+    from .int8_mixed import choose_float_prefix
 
-    log.warning("tflite-int8 failed its gate (%s); looking for layers that lose precision", first.error)
+    log.warning("%s failed its gate (%s); searching for the layers to keep in float", name, first.error)
     start = time.perf_counter()
     try:
-        layers = find_lossy_layers(ctx.int8_tflite_source(), ctx.calibration().pixels, opts.int8_fallback_layers)
+        mixed = ctx.mixed_int8(name)
+        selection = ctx.selection()
+        choice = choose_float_prefix(mixed.names, mixed.quantize, mixed.suffix, selection.pixels, selection.labels,
+                                     ctx.selection_reference(), bundle["thresholds"], opts.gates.int8,
+                                     embedded_bundle(bundle), opts.num_threads)
     except Exception as exc:
-        log.debug("quantization debugger failed", exc_info=True)
-        return replace(first, error=f"{first.error}; selective fallback failed: {error_line(exc)}")
-    debug_seconds = time.perf_counter() - start
-    retry = export_one("tflite-int8", replace(ctx, int8_denylist=tuple(layers)), run_dir, bundle, verifier)
-    facts = {**retry.facts, "debugger_seconds": round(debug_seconds, 1),
-             "full_int8_attempt": {"error": first.error, "gate": first.gate}}
-    return replace(retry, facts=facts, seconds=first.seconds + debug_seconds + retry.seconds,
+        log.debug("mixed-precision search failed", exc_info=True)
+        return replace(first, error=f"{first.error}; mixed-precision search failed: {error_line(exc)}")
+    facts = {"full_int8_attempt": {"error": first.error, "gate": first.gate},
+             **choice.facts(len(selection), time.perf_counter() - start)}
+    if choice.prefix is None:
+        return replace(first, facts={**first.facts, **facts},
+                       error=f"{first.error}; no float prefix met the gate on the selection images")
+    retry = export_one(name, replace(ctx, **{mixed.context_field: choice.prefix.ops}), run_dir, bundle, verifier)
+    return replace(retry, facts={**retry.facts, **facts},
+                   seconds=first.seconds + time.perf_counter() - start - retry.verify_seconds,
                    verify_seconds=first.verify_seconds + retry.verify_seconds)
 
 
@@ -183,8 +190,8 @@ def quarantine(row: ExportRow, run_dir: Path) -> ExportRow:
     return replace(row, file=f"{REJECTED_DIR}/{row.file}")
 
 
-def load_inputs(opts: ExportOptions, bundle: dict, model) -> tuple[Verifier, Callable[[], ImageSet]]:
-    """The verification set with Keras reference probabilities, and a lazy calibration loader."""
+def load_inputs(opts: ExportOptions, bundle: dict, model) -> tuple[Verifier, Callable, Callable]:
+    """The verification set with Keras reference probabilities, and lazy calibration and selection loaders."""
     from .verify import keras_probs
 
     contract = input_contract(bundle)
@@ -193,11 +200,16 @@ def load_inputs(opts: ExportOptions, bundle: dict, model) -> tuple[Verifier, Cal
     verifier = Verifier(images, keras_probs(model, images.pixels), bundle["thresholds"], opts.gates,
                         opts.num_threads)
 
-    def load_calibration() -> ImageSet:
-        calib_dir = resolve_data_dir(opts.calib_data, bundle, opts.run_dir, "calib")
-        return calibration_set(calib_dir, contract, opts.calib_images, opts.calib_seed)
+    def calib_dir() -> Path:
+        return resolve_data_dir(opts.calib_data, bundle, opts.run_dir, "calib")
 
-    return verifier, load_calibration
+    def load_calibration() -> ImageSet:
+        return calibration_set(calib_dir(), contract, opts.calib_images, opts.calib_seed)
+
+    def load_selection(exclude: tuple[str, ...]) -> ImageSet:
+        return selection_set(calib_dir(), contract, opts.selection_images, exclude, opts.calib_seed + 1)
+
+    return verifier, load_calibration, load_selection
 
 
 def copy_android_assets(run_dir: Path, dest: str) -> list[str]:
@@ -219,7 +231,7 @@ def export_format(i: int, name: str, ctx: ExportContext, bundle: dict, verifier:
                   opts: ExportOptions) -> ExportRow:
     """Step i of the loop, logged: one format exported, verified and quarantined if it failed."""
     log.info("[%d/%d] %s: exporting", i, len(opts.formats), name)
-    row = export_int8_with_fallback(ctx, opts.run_dir, bundle, verifier, opts) if name == "tflite-int8" \
+    row = export_int8_with_fallback(name, ctx, opts.run_dir, bundle, verifier, opts) if name.endswith("-int8") \
         else export_one(name, ctx, opts.run_dir, bundle, verifier)
     log.info("[%d/%d] %s: %s (%.0f s export, %.0f s verify)%s", i, len(opts.formats), name, row.status,
              row.seconds, row.verify_seconds, f": {row.error}" if row.error else "")
@@ -233,9 +245,9 @@ def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
     start = time.perf_counter()
     bundle = load_bundle(opts.run_dir)
     model = load_keras_model(opts.run_dir, input_contract(bundle).size)
-    verifier, load_calibration = load_inputs(opts, bundle, model)
-    ctx = ExportContext(model, input_contract(bundle), load_calibration, opts.onnx_opset, opts.onnx_reduce_range,
-                        equalize=opts.equalize)
+    verifier, load_calibration, load_selection = load_inputs(opts, bundle, model)
+    ctx = ExportContext(model, input_contract(bundle), load_calibration, load_selection, opts.onnx_opset,
+                        opts.onnx_reduce_range, equalize=opts.equalize)
     try:
         rows = [export_format(i, name, ctx, bundle, verifier, opts) for i, name in enumerate(opts.formats, 1)]
     finally:

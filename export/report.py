@@ -61,8 +61,12 @@ def markdown(rows: list, context: dict) -> str:
 
 def detail_lines(row) -> list[str]:
     out = [f"- **{row.format}** ({row.file}): {(row.compat or {}).get('reason', 'not checked')}"]
-    if row.facts.get("kept_float"):
-        out.append(f"  - kept in float (selective quantization): {', '.join(row.facts['kept_float'])}")
+    first = row.facts.get("full_int8_attempt")
+    if first:
+        out.append(f"  - full integer first: {first['error']}")
+    kept = row.facts.get("kept_float")
+    if kept:
+        out.append(f"  - kept in float: {kept_float_line(kept)}")
     quant = row.facts.get("quantization")
     if isinstance(quant, dict) and "input" in quant:
         q_in, q_out = quant["input"], quant["output"]
@@ -80,3 +84,10 @@ def write_reports(run_dir: Path, rows: list, context: dict) -> tuple[Path, Path]
     json_path = atomic.write_json(Path(run_dir) / JSON_NAME, report_dict(rows, context))
     md_path = atomic.write_text(Path(run_dir) / MD_NAME, markdown(rows, context))
     return json_path, md_path
+
+
+def kept_float_line(kept: dict) -> str:
+    """'the first 104 of 313 ops, through pool3_pool (rule ...)' or why nothing was kept."""
+    if not kept.get("through"):
+        return f"no float prefix met the gate ({kept.get('rule', '')})"
+    return f"the first {kept['ops']} of {kept['of_ops']} ops, through {kept['through']} ({kept['rule']})"

@@ -152,7 +152,7 @@ def verifier(exported):
 
     run, _, _, opts = exported
     bundle = load_bundle(run)
-    verifier, _ = load_inputs(opts, bundle, load_keras_model(run, SIZE))
+    verifier, _, _ = load_inputs(opts, bundle, load_keras_model(run, SIZE))
     return verifier
 
 
@@ -200,6 +200,58 @@ def test_failed_formats_keep_their_rows_and_exit_non_zero(exported, tmp_path, mo
     assert report["failed"] == ["tflite-fp32", "onnx-fp32"]
     assert (run / "rejected" / "model_fp32.tflite").is_file() and not (run / "model_fp32.tflite").exists()
     assert set(load_bundle(run)["artifacts"]) == {"keras"}
+
+
+def export_int8_report(run: Path, fmt: str, *extra: str) -> tuple[int, dict]:
+    """Export one int8 format under an int8 gate no artifact can meet; (exit code, its report row)."""
+    from fracture_edge.edge_runtime.cli import main
+
+    code = main(["export", str(run), "--formats", fmt, "--calib-images", "16", "--gate-int8-min-agreement", "1.5",
+                 *extra])
+    return code, json.loads((run / "export_report.json").read_text())["rows"][0]
+
+
+@pytest.mark.parametrize("fmt", ["tflite-int8", "onnx-int8"])
+def test_int8_fallback_gives_up_when_even_the_longest_float_prefix_fails(exported, tmp_path, fmt):
+    code, row = export_int8_report(copy_run(exported[0], tmp_path / "run"), fmt, "--selection-images", "12")
+    assert code == 1 and row["status"] == "gate failed"
+    assert "no float prefix met the gate on the selection images" in row["error"]
+    search = row["facts"]["float_prefix_search"]
+    assert search["images"] == 12 and len(search["trials"]) == 1 and not search["trials"][0]["passed"]
+    assert row["facts"]["kept_float"]["through"] is None
+    assert "agreement" in row["facts"]["full_int8_attempt"]["error"]
+
+
+def first_and_last_conv_inputs_float(path: Path) -> tuple[bool, bool]:
+    """Whether the first and the last convolution of an int8 artifact read float (not quantized) inputs."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        graph = onnx.load(str(path)).graph
+        producers = {out: node.op_type for node in graph.node for out in node.output}
+        convs = [node for node in graph.node if node.op_type == "Conv"]
+        return tuple(producers.get(c.input[0]) != "DequantizeLinear" for c in (convs[0], convs[-1]))
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+    convs = [op for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"]  # noqa: SLF001
+    return tuple(tensors[c["inputs"][0]]["dtype"] == np.float32 for c in (convs[0], convs[-1]))
+
+
+@pytest.mark.parametrize("fmt", ["tflite-int8", "onnx-int8"])
+def test_int8_fallback_quantizes_with_the_chosen_prefix_in_float(exported, tmp_path, monkeypatch, fmt):
+    from fracture_edge.edge_runtime.formats import FORMATS
+    from fracture_edge.export import int8_mixed
+
+    def choose_stem(names, *args, **kwargs):
+        return int8_mixed.PrefixChoice(int8_mixed.prefixes_of(names)[0], len(names))
+
+    monkeypatch.setattr(int8_mixed, "choose_float_prefix", choose_stem)
+    run = copy_run(exported[0], tmp_path / "run")
+    code, row = export_int8_report(run, fmt)
+    assert code == 1 and row["facts"]["kept_float"]["through"] == "pool1"
+    assert first_and_last_conv_inputs_float(run / "rejected" / FORMATS[fmt].filename) == (True, False)
 
 
 @pytest.mark.parametrize("argv, message", [
