@@ -180,11 +180,14 @@ def export_int8_with_fallback(name: str, ctx: ExportContext, run_dir: Path, bund
 
 
 def quarantine(row: ExportRow, run_dir: Path) -> ExportRow:
-    """Move an artifact that failed verification out of the runtime's reach."""
+    """Move an artifact that failed verification out of the runtime's reach (a passing one replaces an old reject)."""
     path = run_dir / row.file
-    if row.ok or not path.is_file():
-        return row
     target = run_dir / REJECTED_DIR / row.file
+    if row.ok:
+        target.unlink(missing_ok=True)
+        return row
+    if not path.is_file():
+        return row
     target.parent.mkdir(exist_ok=True)
     os.replace(path, target)
     return replace(row, file=f"{REJECTED_DIR}/{row.file}")

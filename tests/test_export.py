@@ -200,6 +200,8 @@ def test_failed_formats_keep_their_rows_and_exit_non_zero(exported, tmp_path, mo
     assert report["failed"] == ["tflite-fp32", "onnx-fp32"]
     assert (run / "rejected" / "model_fp32.tflite").is_file() and not (run / "model_fp32.tflite").exists()
     assert set(load_bundle(run)["artifacts"]) == {"keras"}
+    assert main(["export", str(run), "--formats", "tflite-fp32"]) == 0       # passes now: the old reject goes
+    assert (run / "model_fp32.tflite").is_file() and not (run / "rejected" / "model_fp32.tflite").exists()
 
 
 def export_int8_report(run: Path, fmt: str, *extra: str) -> tuple[int, dict]:
