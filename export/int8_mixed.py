@@ -22,7 +22,7 @@ import logging
 import re
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -42,7 +42,7 @@ class FloatPrefix:
     """The ops kept in float: every op of the graph up to and including the layer `through`."""
 
     through: str                 # last Keras layer kept in float, e.g. "conv3_block12_concat"
-    ops: tuple[str, ...]         # their output tensor names (the quantizer's denylist)
+    ops: tuple[str, ...]         # what the quantizer skips: TFLite output tensor names, ONNX node names
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class PrefixChoice:
                                "rule": "shortest float prefix meeting the int8 agreement gate "
                                        f"+{SEARCH_MARGIN:g} on {images} held-out training images"},
                 "float_prefix_search": {"images": images, "seconds": round(seconds, 1),
-                                        "trials": [t.__dict__ for t in self.trials]}}
+                                        "trials": [asdict(t) for t in self.trials]}}
 
 
 def op_output_names(model_bytes: bytes) -> list[str]:

@@ -47,6 +47,7 @@ def markdown(rows: list, context: dict) -> str:
              "F1/sensitivity/specificity/agreement at the bundle's balanced threshold.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
+    lines += [f"**Note:** {note}" for note in mixed_int8_notes(rows)]
     lines += ["", "## Details", ""] + [line for r in rows for line in detail_lines(r)]
     lines += ["", "Gates: " + "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in lim.items() if v is not None)
                                         for p, lim in context["gates"].items())]
@@ -91,3 +92,16 @@ def kept_float_line(kept: dict) -> str:
     if not kept.get("through"):
         return f"no float prefix met the gate ({kept.get('rule', '')})"
     return f"the first {kept['ops']} of {kept['of_ops']} ops, through {kept['through']} ({kept['rule']})"
+
+
+def mixed_int8_notes(rows: list) -> list[str]:
+    """A warning for each passing int8 artifact that kept so much in float that it outweighs tflite-fp16."""
+    fp16 = next((r.bytes for r in rows if r.format == "tflite-fp16" and r.ok and r.bytes), None)
+    notes = []
+    for row in rows:
+        kept = row.facts.get("kept_float") or {}
+        if row.ok and kept.get("through") and fp16 and row.bytes and row.bytes >= fp16:
+            notes.append(f"{row.format} passed only with {kept['ops']} of {kept['of_ops']} ops in float and is "
+                         f"{row.bytes / 1e6:.2f} MB, no smaller than tflite-fp16 ({fp16 / 1e6:.2f} MB): on this "
+                         "model, deploy tflite-fp16 (or retrain for quantization).")
+    return notes

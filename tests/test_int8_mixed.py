@@ -72,3 +72,31 @@ def test_selection_rejects_an_auc_loss_even_with_full_agreement():
                             GateLimits(max_abs_dauc=0.0001, min_agreement=0.0), 1.0)
     assert all(a == 1.0 for a in trial.agreement.values())
     assert abs(trial.d_auc) > 0.0001 and not trial.passed
+
+
+def test_selection_images_are_training_images_held_out_from_calibration(tmp_path):
+    from fracture_edge.edge_runtime.preprocessing import InputContract
+    from fracture_edge.export.calibration import calibration_set, selection_set
+    from fracture_edge.train.synthetic import SyntheticSpec, write_synthetic_dataset
+
+    data = write_synthetic_dataset(tmp_path / "data", SyntheticSpec(train=60, val=4, test=4, image_size=32))
+    contract = InputContract(size=16)
+    calib = calibration_set(data, contract, 10)
+    chosen = selection_set(data, contract, 1000, calib.paths)
+    assert len(chosen) == 50 and not set(chosen.paths) & set(calib.paths)
+    assert all("/train/" in p.replace("\\", "/") for p in chosen.paths)
+    assert set(selection_set(data, contract, 20, calib.paths).paths) <= set(chosen.paths)
+
+
+def test_report_warns_when_a_mixed_int8_is_no_smaller_than_fp16():
+    from fracture_edge.export.pipeline import ExportRow
+    from fracture_edge.export.report import mixed_int8_notes
+
+    kept = {"kept_float": {"through": "pool4_pool", "ops": 228, "of_ops": 313, "rule": "r"}}
+    fp16 = ExportRow("tflite-fp16", "model_fp16.tflite", "ok", 1.0, bytes=14_000_000)
+    big = ExportRow("tflite-int8", "model_int8.tflite", "ok", 1.0, bytes=21_500_000, facts=kept)
+    small = ExportRow("tflite-int8", "model_int8.tflite", "ok", 1.0, bytes=8_000_000, facts=kept)
+    full = ExportRow("tflite-int8", "model_int8.tflite", "ok", 1.0, bytes=21_500_000)
+    notes = mixed_int8_notes([fp16, big])
+    assert len(notes) == 1 and "228 of 313" in notes[0] and "deploy tflite-fp16" in notes[0]
+    assert mixed_int8_notes([fp16, small]) == [] and mixed_int8_notes([fp16, full]) == []
