@@ -256,6 +256,32 @@ def test_int8_fallback_quantizes_with_the_chosen_prefix_in_float(exported, tmp_p
     assert first_and_last_conv_inputs_float(run / "rejected" / FORMATS[fmt].filename) == (True, False)
 
 
+FRACATLAS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fracatlas"
+
+
+@pytest.mark.shared
+def test_real_radiographs_calibrate_and_verify_every_format(exported, tmp_path):
+    """The tiny model exported with calibration on real training radiographs and the gate on real val+test."""
+    if not FRACATLAS.is_dir():
+        pytest.skip(f"{FRACATLAS} not found (../shared absent)")
+    from fracture_edge.edge_runtime.cli import main
+    from fracture_edge.edge_runtime.dataset import read_dataset
+
+    run = copy_run(exported[0], tmp_path / "run")
+    code = main(["export", str(run), "--calib-data", str(FRACATLAS), "--verify-data", str(FRACATLAS),
+                 "--calib-images", "32", "--selection-images", "32"])
+    report = json.loads((run / "export_report.json").read_text())
+    expected = sum(1 for s in read_dataset(FRACATLAS) if s.split in ("val", "test"))
+    assert report["verification"]["images"] == expected and str(FRACATLAS) in report["verification"]["source"]
+    assert "[train]" in report["calibration"]["calibration_source"]
+    rows = {r["format"]: r for r in report["rows"]}
+    for fmt in ("tflite-fp32", "onnx-fp32"):
+        assert rows[fmt]["status"] == "ok" and rows[fmt]["gate"]["max_abs_dprob"] <= 1e-4, rows[fmt]["error"]
+    for row in rows.values():     # every row was measured on the real images, whatever its verdict
+        assert row["status"] in ("ok", "gate failed") and row["gate"]["n"] == expected, row["error"]
+    assert code == (0 if report["ok"] else 1)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--formats", "tflite-int4"], "valid formats"),
     (["--verify-split", "holdout"], "valid splits"),
