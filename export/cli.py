@@ -37,7 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--onnx-opset", type=int, default=17)
     p.add_argument("--onnx-reduce-range", action="store_true", help="7-bit weights for onnx-int8 (old x86 CPUs)")
     p.add_argument("--no-int8-fallback", action="store_true",
-                   help="do not retry a failing tflite-int8 with its first layers kept in float")
+                   help="do not retry a failing int8 format with its first layers kept in float")
     p.add_argument("--no-equalize", action="store_true",
                    help="quantize the model as is (default: a float-equivalent channel-equalized copy for int8)")
     p.add_argument("--selection-images", type=int, default=400,

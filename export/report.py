@@ -47,7 +47,7 @@ def markdown(rows: list, context: dict) -> str:
              "F1/sensitivity/specificity/agreement at the bundle's balanced threshold.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
-    lines += [f"**Note:** {note}" for note in mixed_int8_notes(rows)]
+    lines += [line for note in mixed_int8_notes(rows) for line in ("", f"**Note:** {note}")]
     lines += ["", "## Details", ""] + [line for r in rows for line in detail_lines(r)]
     lines += ["", "Gates: " + "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in lim.items() if v is not None)
                                         for p, lim in context["gates"].items())]
