@@ -88,7 +88,8 @@ def selection_set(data: str | os.PathLike, contract: InputContract, n: int, excl
     excluded = set(exclude)
     pool = [s for s in pool if str(s.path) not in excluded]
     if not pool:
-        raise DatasetError(f"{data}: no training images left beside the calibration images")
+        raise DatasetError(f"{data}: no training images left beside the calibration images "
+                           "(use fewer --calib-images, or --no-int8-fallback)")
     chosen = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:n]]
     log.info("selection: %d held-out %s images from %s (seed %d)", len(chosen), split, data, seed)
     return load_images(chosen, contract, f"{data} [{split}, not calibration]")

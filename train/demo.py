@@ -12,6 +12,7 @@ from .synthetic import SYNTHETIC_NOTE, SyntheticSpec, write_synthetic_dataset
 log = logging.getLogger(__name__)
 
 MARKER = ".fracture-edge-demo"
+DEMO_CALIB_IMAGES = 80       # of the synthetic set's 160 training images
 
 
 def prepare_demo_dir(out: Path) -> None:
@@ -48,7 +49,8 @@ def run_demo(out: str, size: int, seed: int) -> int:
     for line in format_metrics_lines({"format": "keras", "split": "synthetic test", **summary.test}):
         print(f"[demo] {line}")
     print("[demo] 2/3 export every format and verify it through the edge runtime")
-    exported = cli_main(["export", run])
+    # half of the training images calibrate int8; the other half choose its float layers if it needs them
+    exported = cli_main(["export", run, "--calib-images", str(DEMO_CALIB_IMAGES)])
     broken = export_problems(Path(run))
     print("[demo] 3/3 benchmark every artifact (--quick)")
     benched = cli_main(["bench", run, "--data", str(data), "--quick"])
