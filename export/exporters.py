@@ -18,6 +18,7 @@ from ..edge_runtime import atomic
 from ..edge_runtime.formats import EXPORT_FORMATS
 from ..edge_runtime.preprocessing import InputContract
 from .calibration import ImageSet
+from .int8_census import int8_census
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,8 @@ def _tflite(precision: str) -> Callable[[ExportContext, Path], dict]:
 
         atomic.write_bytes(path, quantize_calibrated(ctx.int8_calibrated(), ctx.int8_denylist))
         return {"quantization": tflite_quantization(path), **calibration_facts(ctx.calibration()),
-                **ctx.int8_facts(), "calibration_stats": "recorded without buffer reuse"}
+                **ctx.int8_facts(), "calibration_stats": "recorded without buffer reuse",
+                "int8_ops": int8_census(path)}
 
     return export
 
@@ -208,7 +210,7 @@ def export_onnx_int8(ctx: ExportContext, path: Path) -> dict:
     with atomic.atomic_path(path) as tmp:
         settings = ctx.quantize_onnx_int8(Path(tmp), ctx.onnx_int8_exclude)
     return {"opset": ctx.onnx_opset, "quantization": settings, **calibration_facts(ctx.calibration()),
-            **ctx.int8_facts()}
+            **ctx.int8_facts(), "int8_ops": int8_census(path)}
 
 
 EXPORTERS: dict[str, Callable[[ExportContext, Path], dict]] = {

@@ -64,13 +64,35 @@ def record_ranges(model_bytes: bytes, pixels: np.ndarray) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def classifier_ops(model_bytes: bytes) -> tuple[str, ...]:
+    """Output names of the ops after the last MEAN (global average pool): the classifier and its sigmoid."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(model_bytes)
+    graph = model.subgraphs[0]
+    codes = [max(model.operatorCodes[op.opcodeIndex].builtinCode,
+                 model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode) for op in graph.operators]
+    means = [i for i, code in enumerate(codes) if code == schema.BuiltinOperator.MEAN]
+    if not means:
+        return ()
+    return tuple(graph.tensors[op.outputs[0]].name.decode() for op in graph.operators[means[-1] + 1:])
+
+
 def quantize_calibrated(calibrated: bytes, denylist: tuple[str, ...] = ()) -> bytes:
-    """Full-integer model with uint8 I/O; denylisted output tensors stay float."""
+    """Integer model with uint8 pixel input and a float classifier head and output.
+
+    The ops after the global average pool (FULLY_CONNECTED, LOGISTIC) stay float: they cost nothing,
+    and an int8 LOGISTIC output has a fixed scale of 1/256, which alone moves probabilities near
+    the screening threshold. Denylisted output tensors (a mixed model's float prefix) stay float too.
+    """
     import tensorflow as tf
     from tensorflow.lite.python import convert
 
+    head = classifier_ops(calibrated)
     return convert.mlir_quantize(calibrated, disable_per_channel=False, input_data_type=tf.uint8,
-                                 output_data_type=tf.uint8, denylisted_nodes=list(denylist) or None)
+                                 output_data_type=tf.float32 if head else tf.uint8,
+                                 denylisted_nodes=list(denylist) + list(head) or None)
 
 
 def concat_range_violations(model_bytes: bytes) -> list[str]:

@@ -55,24 +55,35 @@ def node_names(path: str | os.PathLike) -> list[str]:
     return [node.name for node in onnx.load(str(path), load_external_data=False).graph.node]
 
 
+def classifier_nodes(path: str | os.PathLike) -> tuple[str, ...]:
+    """Names of the nodes after the last global average pool: the classifier and its sigmoid (kept float)."""
+    import onnx
+
+    nodes = list(onnx.load(str(path), load_external_data=False).graph.node)
+    pools = [i for i, node in enumerate(nodes) if node.op_type in ("GlobalAveragePool", "ReduceMean")]
+    return tuple(node.name for node in nodes[pools[-1] + 1:]) if pools else ()
+
+
 def quantize_onnx(prepared_path: str | os.PathLike, out_path: str | os.PathLike, calib_pixels: np.ndarray,
                   reduce_range: bool = False, exclude: tuple[str, ...] = (),
                   calibration_cache: str | os.PathLike | None = None) -> dict:
     """Static QDQ int8 (uint8 activations, int8 per-channel weights) of a prepared model; returns the settings.
 
-    Nodes in `exclude` stay float. With `calibration_cache`, the activation ranges are computed once
-    and reused by later calls (onnxruntime's calibration_cache_path).
+    Nodes in `exclude` stay float, and so does the classifier after the global average pool (as in
+    tflite-int8: it costs nothing and keeps the logit exact). With `calibration_cache`, the activation
+    ranges are computed once and reused by later calls (onnxruntime's calibration_cache_path).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if calib_pixels is None or len(calib_pixels) == 0:
         raise ValueError("int8 quantization needs calibration images")
-    settings = {"quant_format": "QDQ", "activation_type": "QUInt8", "weight_type": "QInt8",
-                "per_channel": True, "reduce_range": reduce_range, "calibrate_method": "MinMax",
+    settings = {"quant_format": "QDQ", "float_classifier": True, "activation_type": "QUInt8",
+                "weight_type": "QInt8", "per_channel": True, "reduce_range": reduce_range, "calibrate_method": "MinMax",
                 "calibration_images": int(len(calib_pixels))}
     quantize_static(str(prepared_path), str(out_path), PixelReader(calib_pixels),
                     quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    nodes_to_exclude=list(exclude) or None, calibrate_method=CalibrationMethod.MinMax,
+                    nodes_to_exclude=list(exclude) + list(classifier_nodes(prepared_path)) or None,
+                    calibrate_method=CalibrationMethod.MinMax,
                     calibration_cache_path=None if calibration_cache is None else str(calibration_cache))
     return settings

@@ -68,6 +68,9 @@ def detail_lines(row) -> list[str]:
     kept = row.facts.get("kept_float")
     if kept:
         out.append(f"  - kept in float: {kept_float_line(kept)}")
+    census = row.facts.get("int8_ops")
+    if census:
+        out.append(f"  - {census_line(census)}")
     quant = row.facts.get("quantization")
     if isinstance(quant, dict) and "input" in quant:
         q_in, q_out = quant["input"], quant["output"]
@@ -85,6 +88,15 @@ def write_reports(run_dir: Path, rows: list, context: dict) -> tuple[Path, Path]
     json_path = atomic.write_json(Path(run_dir) / JSON_NAME, report_dict(rows, context))
     md_path = atomic.write_text(Path(run_dir) / MD_NAME, markdown(rows, context))
     return json_path, md_path
+
+
+def census_line(census: dict) -> str:
+    """'integer except the classifier (FULLY_CONNECTED, LOGISTIC)' or which body ops are float."""
+    head = ", ".join(census.get("float_ops_classifier") or {}) or "none"
+    if census.get("integer_but_classifier"):
+        return f"every op integer except the float classifier ({head}) and the QUANTIZE/DEQUANTIZE edges"
+    body = ", ".join(f"{count} {op}" for op, count in (census.get("float_ops_body") or {}).items())
+    return f"float ops before the classifier: {body}; classifier: {head}"
 
 
 def kept_float_line(kept: dict) -> str:

@@ -115,6 +115,17 @@ def test_int8_tflite_takes_raw_uint8_pixels(exported):
     assert row.facts["calibration_images"] == 16 and 0 < row.facts["calibration_fractured"] < 16
 
 
+@pytest.mark.parametrize("fmt", ["tflite-int8", "onnx-int8"])
+def test_int8_artifacts_are_integer_but_for_the_float_classifier(exported, fmt):
+    from fracture_edge.export.int8_census import int8_census
+
+    row = next(r for r in exported[1] if r.format == fmt)
+    census = int8_census(exported[0] / row.file)
+    assert census == row.facts["int8_ops"] and census["integer_but_classifier"], census
+    assert set(census["float_ops_classifier"]) <= {"FULLY_CONNECTED", "LOGISTIC", "MatMul", "Gemm", "Add", "Sigmoid"}
+    assert census["float_ops_classifier"], "the classifier should stay float"
+
+
 @pytest.mark.parametrize("fmt, verdicts", [
     ("tflite-fp32", {"yes"}), ("tflite-fp16", {"yes"}), ("tflite-int8", {"yes"}), ("onnx-int8", {"n/a"}),
 ])

@@ -1,0 +1,60 @@
+"""Which ops of an int8 artifact compute in float: the check behind "full integer but for the classifier"."""
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+EDGE_OPS = {"QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear"}
+GLOBAL_POOLS = {"MEAN", "GlobalAveragePool", "ReduceMean"}
+
+
+def tflite_float_ops(path: str | os.PathLike) -> list[tuple[str, bool]]:
+    """(op name, is float) for every op of a .tflite graph in order; float = outputs float32."""
+    import numpy as np
+
+    from ..edge_runtime.backends import tflite_interpreter_class
+
+    interpreter_class, _ = tflite_interpreter_class()
+    interpreter = interpreter_class(model_path=os.fspath(path))
+    tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()  # noqa: SLF001 (the public API has no op list)
+    return [(op["op_name"], any(tensors[i]["dtype"] == np.float32 for i in op["outputs"] if i in tensors))
+            for op in ops if op["op_name"] != "DELEGATE"]
+
+
+def onnx_float_ops(path: str | os.PathLike) -> list[tuple[str, bool]]:
+    """(op type, is float) for every node of an ONNX QDQ graph in order; float = reads a float tensor.
+
+    Constant folding of weights aside, a QDQ node reads DequantizeLinear outputs only; a node kept in
+    float reads a plain float tensor (the graph input or another float node's output).
+    """
+    import onnx
+
+    graph = onnx.load(os.fspath(path), load_external_data=False).graph
+    produced_by = {out: node.op_type for node in graph.node for out in node.output}
+    constants = {init.name for init in graph.initializer}
+    out = []
+    for node in graph.node:
+        inputs = [i for i in node.input if i and i not in constants and produced_by.get(i) != "Constant"]
+        out.append((node.op_type, any(produced_by.get(i) != "DequantizeLinear" for i in inputs)))
+    return out
+
+
+def float_op_summary(ops: list[tuple[str, bool]]) -> dict:
+    """Float ops by type, and whether all of them come after the global average pool (the classifier).
+
+    QUANTIZE/DEQUANTIZE (QuantizeLinear/DequantizeLinear) are the edges between float and integer
+    and are not counted.
+    """
+    pools = [i for i, (name, _) in enumerate(ops) if name in GLOBAL_POOLS]
+    cut = pools[-1] if pools else len(ops)
+    body = [name for name, is_float in ops[:cut + 1] if is_float and name not in EDGE_OPS]
+    head = [name for name, is_float in ops[cut + 1:] if is_float and name not in EDGE_OPS]
+    return {"float_ops_body": dict(Counter(body)),
+            "float_ops_classifier": dict(Counter(head)), "integer_but_classifier": not body}
+
+
+def int8_census(path: str | os.PathLike) -> dict:
+    """float_op_summary of a .tflite or .onnx int8 artifact."""
+    ops = onnx_float_ops(path) if os.fspath(path).endswith(".onnx") else tflite_float_ops(path)
+    return float_op_summary(ops)
