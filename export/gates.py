@@ -33,7 +33,7 @@ class Gates:
     fp32: GateLimits = field(default_factory=lambda: GateLimits(max_abs_dprob=1e-4))
     fp16: GateLimits = field(default_factory=lambda: GateLimits(max_abs_df1=0.002))
     int8: GateLimits = field(default_factory=lambda: GateLimits(
-        max_abs_df1=0.01, max_abs_dauc=0.01, min_agreement=0.98))
+        max_abs_df1=0.01, max_abs_dauc=0.01, min_agreement=0.99))
 
     def limits_for(self, precision: str) -> GateLimits:
         """Limits of a precision ('fp32' | 'fp16' | 'int8')."""

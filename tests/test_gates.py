@@ -65,7 +65,7 @@ def test_configured_limits_change_the_verdict(limits, passed):
 def test_gates_are_frozen_and_with_limit_copies():
     gates = Gates()
     looser = gates.with_limit("int8", min_agreement=0.5)
-    assert gates.int8.min_agreement == 0.98 and looser.int8.min_agreement == 0.5
+    assert gates.int8.min_agreement == 0.99 and looser.int8.min_agreement == 0.5
     with pytest.raises(AttributeError):
         gates.int8 = GateLimits()  # type: ignore[misc]
 
@@ -86,4 +86,4 @@ def test_empty_or_mismatched_inputs():
 def test_result_serialises_to_standard_json():
     one_class = check_gates("tflite-int8", REF, REF, np.zeros(10), THRESHOLDS)  # AUC undefined -> null
     d = json.loads(json.dumps(one_class.to_dict(), allow_nan=False))
-    assert d["auc"] is None and d["passed"] is True and d["limits"]["min_agreement"] == 0.98
+    assert d["auc"] is None and d["passed"] is True and d["limits"]["min_agreement"] == 0.99
