@@ -74,7 +74,20 @@ def test_equalized_copy_is_float_equivalent(equalized, point):
     assert np.max(np.abs(new - ref)) <= 1e-5 * max(1.0, np.max(np.abs(ref)))
 
 
-@pytest.mark.parametrize("layer_name", ["conv2_block6_concat", "pool2_relu", "relu"])
+@pytest.mark.parametrize("layer_name", ["conv2_block6_concat", "conv4_block24_concat"])
+def test_dense_block_channels_differ_by_a_positive_scale_and_a_shift(equalized, layer_name):
+    model, result, _, _ = equalized
+    images = random_pixels(8, 100)
+    ref = outputs(model, images, layer_name).reshape(-1, int(model.get_layer(layer_name).output.shape[-1]))
+    new = outputs(result.model, images, layer_name).reshape(ref.shape)
+    alive = ref.std(axis=0) > 1e-3 * ref.std(axis=0).max()
+    slope = ((ref - ref.mean(0)) * (new - new.mean(0))).mean(0)[alive] / ref.var(0)[alive]
+    residual = new[:, alive] - (new.mean(0)[alive] + slope * (ref[:, alive] - ref.mean(0)[alive]))
+    assert np.all(slope > 0) and np.abs(residual).max() <= 1e-4 * np.abs(new).max()
+    assert not np.allclose(ref, new)
+
+
+@pytest.mark.parametrize("layer_name", ["pool2_relu", "relu"])
 def test_rescaled_tensors_differ_by_a_positive_channel_factor(equalized, layer_name):
     model, result, _, _ = equalized
     images = random_pixels(8, 100)
@@ -103,7 +116,12 @@ def test_dense_block_channels_share_one_range_after_equalization(equalized, laye
     alive = peak_before > 0
     assert peak_before[alive].max() / peak_before[alive].min() > 2.0
     assert np.allclose(peak_after[alive], 1.0, rtol=1e-4)
+    assert outputs(result.model, pixels, layer_name).min() >= -1e-3     # shifted to start at 0
 
+
+def test_dense_blocks_of_signed_channels_are_shifted_to_start_at_zero(equalized):
+    model, _, pixels, _ = equalized
+    assert outputs(model, pixels, "conv3_block12_concat").min() < -0.1     # the original is signed
 
 def test_relu_chains_cover_every_bn_relu_pair():
     pytest.importorskip("tensorflow")
