@@ -36,6 +36,7 @@ class ExportContext:
     int8_denylist: tuple[str, ...] = ()       # tflite-int8 ops kept in float (a mixed model)
     onnx_int8_exclude: tuple[str, ...] = ()   # onnx-int8 nodes kept in float
     equalize: bool = True              # int8 formats quantize a channel-equalized copy (export/equalize.py)
+    fold_normalization: bool = True    # ... that reads raw pixels in conv1 (export/stem_fold.py)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def calibration(self) -> ImageSet:
@@ -73,27 +74,50 @@ class ExportContext:
         return self._saved_model("saved_model", self.model)
 
     def int8_model(self):
-        """The model int8 formats quantize: a float-equivalent channel-equalized copy unless disabled."""
-        if not self.equalize:
+        """The model int8 formats quantize: float-equivalent, channel-equalized and normalization-folded."""
+        if not self.equalize and not self.fold_normalization:
             return self.model
-        if "equalized" not in self._cache:
+        if "int8_model" not in self._cache:
+            self._cache["int8_model"], self._cache["int8_facts"] = self._prepare_int8_model()
+        return self._cache["int8_model"]
+
+    def _prepare_int8_model(self) -> tuple[object, dict]:
+        start = time.perf_counter()
+        if self.equalize:
             from .equalize import equalize_model
 
-            start = time.perf_counter()
             result = equalize_model(self.model, self.calibration().pixels)
-            self._cache["equalized"] = result
-            self._cache["equalization_facts"] = {**result.facts(),
-                                                 "equalization_seconds": round(time.perf_counter() - start, 1)}
-        return self._cache["equalized"].model
+            model, facts = result.model, {**result.facts(),
+                                          "equalization_seconds": round(time.perf_counter() - start, 1)}
+        else:
+            import keras
+
+            model, facts = keras.models.clone_model(self.model), {"equalized": False}
+            model.set_weights(self.model.get_weights())
+        if self.fold_normalization:
+            model, facts["normalization_folded"] = self._fold(model)
+        return model, facts
+
+    @staticmethod
+    def _fold(model) -> tuple[object, bool]:
+        """The model with its input normalization folded into conv1, or as it is when it has none."""
+        from .stem_fold import fold_input_normalization
+
+        try:
+            return fold_input_normalization(model), True
+        except ValueError as exc:
+            log.warning("input normalization not folded: %s", exc)
+            return model, False
 
     def int8_facts(self) -> dict:
         """What was done to the model before int8 quantization (for the report)."""
         self.int8_model()
-        return dict(self._cache.get("equalization_facts", {"equalized": False}))
+        return dict(self._cache.get("int8_facts", {"equalized": False}))
 
     def int8_tflite_source(self) -> str:
         """SavedModel of int8_model() for the int8 TFLite converter."""
-        return self._saved_model("int8_saved_model", self.int8_model()) if self.equalize else self.tflite_source()
+        model = self.int8_model()
+        return self.tflite_source() if model is self.model else self._saved_model("int8_saved_model", model)
 
     def _saved_model(self, key: str, model) -> str:
         if key not in self._cache:
@@ -125,7 +149,7 @@ class ExportContext:
 
     def onnx_int8_source_bytes(self) -> bytes:
         """The float ONNX graph of int8_model(), the one onnx-int8 quantizes."""
-        if not self.equalize:
+        if self.int8_model() is self.model:
             return self.onnx_fp32_bytes()
         if "onnx_int8_source" not in self._cache:
             from .onnx_export import convert_onnx

@@ -74,6 +74,7 @@ def quantize_onnx(prepared_path: str | os.PathLike, out_path: str | os.PathLike,
     ranges are computed once and reused by later calls (onnxruntime's calibration_cache_path).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     if calib_pixels is None or len(calib_pixels) == 0:
         raise ValueError("int8 quantization needs calibration images")
@@ -85,5 +86,7 @@ def quantize_onnx(prepared_path: str | os.PathLike, out_path: str | os.PathLike,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     nodes_to_exclude=list(exclude) + list(classifier_nodes(prepared_path)) or None,
                     calibrate_method=CalibrationMethod.MinMax,
-                    calibration_cache_path=None if calibration_cache is None else str(calibration_cache))
+                    calibration_cache_path=None if calibration_cache is None else str(calibration_cache),
+                    # onnxruntime's default op list plus Max, which makes conv1's 255-plane (stem_fold.py)
+                    op_types_to_quantize=sorted(set(QDQRegistry) | set(QLinearOpsRegistry) | {"Max"}))
     return settings

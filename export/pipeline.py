@@ -47,6 +47,7 @@ class ExportOptions:
     int8_fallback: bool = True
     selection_images: int = 400
     equalize: bool = True
+    fold_normalization: bool = True     # int8 formats read raw pixels in conv1 (export/stem_fold.py)
     num_threads: int | None = None
 
 
@@ -250,7 +251,7 @@ def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
     model = load_keras_model(opts.run_dir, input_contract(bundle).size)
     verifier, load_calibration, load_selection = load_inputs(opts, bundle, model)
     ctx = ExportContext(model, input_contract(bundle), load_calibration, load_selection, opts.onnx_opset,
-                        opts.onnx_reduce_range, equalize=opts.equalize)
+                        opts.onnx_reduce_range, equalize=opts.equalize, fold_normalization=opts.fold_normalization)
     try:
         rows = [export_format(i, name, ctx, bundle, verifier, opts) for i, name in enumerate(opts.formats, 1)]
     finally:
