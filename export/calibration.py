@@ -84,15 +84,34 @@ def selection_set(data: str | os.PathLike, contract: InputContract, n: int, excl
     Not stratified: the classes keep the dataset's ratio, as in val/test, so decisions near the
     thresholds are as frequent as where the gate measures them.
     """
+    split, chosen = selection_samples(data, n, exclude, seed)
+    log.info("selection: %d held-out %s images from %s (seed %d)", len(chosen), split, data, seed)
+    return load_images(chosen, contract, f"{data} [{split}, not calibration]")
+
+
+def selection_samples(data: str | os.PathLike, n: int, exclude: tuple[str, ...], seed: int) -> tuple[str, list]:
+    """The split and the samples selection_set loads (chosen without decoding anything)."""
+    return random_training_samples(data, n, exclude, seed, "beside the calibration images (use fewer "
+                                   "--calib-images, or --no-int8-fallback)")
+
+
+def random_training_samples(data: str | os.PathLike, n: int, exclude: tuple[str, ...], seed: int,
+                            what: str) -> tuple[str, list]:
+    """Up to n random training samples not in `exclude`, seeded; `what` completes the error when none is left."""
     split, pool = training_pool(data)
     excluded = set(exclude)
     pool = [s for s in pool if str(s.path) not in excluded]
     if not pool:
-        raise DatasetError(f"{data}: no training images left beside the calibration images "
-                           "(use fewer --calib-images, or --no-int8-fallback)")
-    chosen = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:n]]
-    log.info("selection: %d held-out %s images from %s (seed %d)", len(chosen), split, data, seed)
-    return load_images(chosen, contract, f"{data} [{split}, not calibration]")
+        raise DatasetError(f"{data}: no training images left {what}")
+    return split, [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:n]]
+
+
+def tuning_set(data: str | os.PathLike, contract: InputContract, n: int, exclude: tuple[str, ...],
+               seed: int = 2) -> ImageSet:
+    """n random training images not in `exclude` (the selection images), for quantization-aware tuning."""
+    split, chosen = random_training_samples(data, n, exclude, seed, "for int8-aware tuning")
+    log.info("int8-aware tuning: %d %s images from %s (seed %d)", len(chosen), split, data, seed)
+    return load_images(chosen, contract, f"{data} [{split}, not selection]")
 
 
 def verification_set(data: str | os.PathLike, contract: InputContract, splits: tuple[str, ...]) -> ImageSet:

@@ -42,6 +42,9 @@ def register(subparsers) -> None:
                    help="quantize the model as is (default: a float-equivalent channel-equalized copy for int8)")
     p.add_argument("--no-fold-normalization", action="store_true",
                    help="keep the input normalization as int8 ops (default: folded into conv1, exact)")
+    p.add_argument("--qat-images", type=int, default=0,
+                   help="experimental: training images for int8-aware tuning of the weights before int8 "
+                        "quantization (default 0: post-training quantization only)")
     p.add_argument("--selection-images", type=int, default=400,
                    help="held-out training images that choose the float layers of a mixed int8 (default 400)")
     for flag, (precision, field) in GATE_FLAGS.items():
@@ -85,7 +88,8 @@ def options_from_args(args):
         verify_data=args.verify_data, verify_splits=splits, android_assets=args.android_assets,
         gates=gates_from_args(args), onnx_opset=args.onnx_opset, onnx_reduce_range=args.onnx_reduce_range,
         int8_fallback=not args.no_int8_fallback, selection_images=args.selection_images,
-        equalize=not args.no_equalize, fold_normalization=not args.no_fold_normalization,
+        equalize=not args.no_equalize, qat_images=args.qat_images,
+        fold_normalization=not args.no_fold_normalization,
         num_threads=args.threads or os.cpu_count())
 
 

@@ -22,6 +22,8 @@ from .int8_census import int8_census
 
 log = logging.getLogger(__name__)
 
+PTQ_METHOD = "post-training quantization (MinMax ranges on the calibration images, float classifier)"
+
 
 @dataclass
 class ExportContext:
@@ -36,7 +38,9 @@ class ExportContext:
     int8_denylist: tuple[str, ...] = ()       # tflite-int8 ops kept in float (a mixed model)
     onnx_int8_exclude: tuple[str, ...] = ()   # onnx-int8 nodes kept in float
     equalize: bool = True              # int8 formats quantize a channel-equalized copy (export/equalize.py)
-    fold_normalization: bool = True    # ... that reads raw pixels in conv1 (export/stem_fold.py)
+    qat: object | None = None          # QatOptions: that copy is tuned for int8 first (export/qat.py)
+    fold_normalization: bool = True    # ... and reads raw pixels in conv1 (export/stem_fold.py)
+    load_tuning: Callable[[], ImageSet] | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def calibration(self) -> ImageSet:
@@ -74,8 +78,8 @@ class ExportContext:
         return self._saved_model("saved_model", self.model)
 
     def int8_model(self):
-        """The model int8 formats quantize: float-equivalent, channel-equalized and normalization-folded."""
-        if not self.equalize and not self.fold_normalization:
+        """The model int8 formats quantize: float-equivalent channel-equalized, then int8-tuned (unless disabled)."""
+        if not self.equalize and self.qat is None and not self.fold_normalization:
             return self.model
         if "int8_model" not in self._cache:
             self._cache["int8_model"], self._cache["int8_facts"] = self._prepare_int8_model()
@@ -94,6 +98,9 @@ class ExportContext:
 
             model, facts = keras.models.clone_model(self.model), {"equalized": False}
             model.set_weights(self.model.get_weights())
+        facts["method"] = PTQ_METHOD
+        if self.qat is not None:
+            facts.update(self._tune(model))
         if self.fold_normalization:
             model, facts["normalization_folded"] = self._fold(model)
         return model, facts
@@ -109,10 +116,24 @@ class ExportContext:
             log.warning("input normalization not folded: %s", exc)
             return model, False
 
+    def _tune(self, model) -> dict:
+        """Quantization-aware tuning of `model` in place; a model the simulation cannot run is left as is."""
+        from .int8_sim import UnsupportedModel
+        from .qat import tune_for_int8
+
+        if self.load_tuning is None:
+            raise ValueError("quantization-aware tuning needs tuning images")
+        try:
+            result = tune_for_int8(model, self.model, self.calibration().pixels, self.load_tuning().pixels, self.qat)
+        except UnsupportedModel as exc:
+            log.warning("int8-aware tuning skipped: %s", exc)
+            return {"qat_skipped": str(exc)}
+        return result.facts()
+
     def int8_facts(self) -> dict:
         """What was done to the model before int8 quantization (for the report)."""
         self.int8_model()
-        return dict(self._cache.get("int8_facts", {"equalized": False}))
+        return dict(self._cache.get("int8_facts", {"equalized": False, "method": PTQ_METHOD}))
 
     def int8_tflite_source(self) -> str:
         """SavedModel of int8_model() for the int8 TFLite converter."""

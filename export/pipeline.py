@@ -20,7 +20,8 @@ import numpy as np
 from ..edge_runtime.bundle import artifact_record, input_contract, load_bundle
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.formats import EXPORT_FORMATS, FORMATS
-from .calibration import ImageSet, calibration_set, resolve_data_dir, selection_set, verification_set
+from .calibration import (ImageSet, calibration_set, resolve_data_dir, selection_samples, selection_set,
+                          tuning_set, verification_set)
 from .compat import check_artifact
 from .exporters import EXPORTERS, ExportContext
 from .gates import GateResult, Gates
@@ -47,6 +48,7 @@ class ExportOptions:
     int8_fallback: bool = True
     selection_images: int = 400
     equalize: bool = True
+    qat_images: int = 0                 # training images for int8-aware tuning (0: post-training only)
     fold_normalization: bool = True     # int8 formats read raw pixels in conv1 (export/stem_fold.py)
     num_threads: int | None = None
 
@@ -194,8 +196,8 @@ def quarantine(row: ExportRow, run_dir: Path) -> ExportRow:
     return replace(row, file=f"{REJECTED_DIR}/{row.file}")
 
 
-def load_inputs(opts: ExportOptions, bundle: dict, model) -> tuple[Verifier, Callable, Callable]:
-    """The verification set with Keras reference probabilities, and lazy calibration and selection loaders."""
+def load_inputs(opts: ExportOptions, bundle: dict, model) -> tuple[Verifier, Callable, Callable, Callable]:
+    """The verification set with Keras reference probabilities, and lazy calibration, selection and tuning loaders."""
     from .verify import keras_probs
 
     contract = input_contract(bundle)
@@ -213,7 +215,13 @@ def load_inputs(opts: ExportOptions, bundle: dict, model) -> tuple[Verifier, Cal
     def load_selection(exclude: tuple[str, ...]) -> ImageSet:
         return selection_set(calib_dir(), contract, opts.selection_images, exclude, opts.calib_seed + 1)
 
-    return verifier, load_calibration, load_selection
+    def load_tuning(calibration: ImageSet) -> ImageSet:
+        """Training images for int8-aware tuning, never the selection images (those judge the fallback)."""
+        _, selection = selection_samples(calib_dir(), opts.selection_images, calibration.paths, opts.calib_seed + 1)
+        return tuning_set(calib_dir(), contract, opts.qat_images, tuple(str(s.path) for s in selection),
+                          opts.calib_seed + 2)
+
+    return verifier, load_calibration, load_selection, load_tuning
 
 
 def copy_android_assets(run_dir: Path, dest: str) -> list[str]:
@@ -242,6 +250,15 @@ def export_format(i: int, name: str, ctx: ExportContext, bundle: dict, verifier:
     return quarantine(row, opts.run_dir)
 
 
+def qat_options(opts: ExportOptions):
+    """QatOptions for int8-aware tuning, or None when it is off (--qat-images 0)."""
+    if opts.qat_images <= 0:
+        return None
+    from .qat import QatOptions
+
+    return QatOptions(images=opts.qat_images, seed=opts.calib_seed)
+
+
 def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
     """Export every requested format; returns the rows and the context for the report."""
     from .bundle_update import record_export
@@ -249,9 +266,11 @@ def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
     start = time.perf_counter()
     bundle = load_bundle(opts.run_dir)
     model = load_keras_model(opts.run_dir, input_contract(bundle).size)
-    verifier, load_calibration, load_selection = load_inputs(opts, bundle, model)
+    verifier, load_calibration, load_selection, load_tuning = load_inputs(opts, bundle, model)
     ctx = ExportContext(model, input_contract(bundle), load_calibration, load_selection, opts.onnx_opset,
-                        opts.onnx_reduce_range, equalize=opts.equalize, fold_normalization=opts.fold_normalization)
+                        opts.onnx_reduce_range, equalize=opts.equalize, qat=qat_options(opts),
+                        fold_normalization=opts.fold_normalization)
+    ctx.load_tuning = lambda: load_tuning(ctx.calibration())
     try:
         rows = [export_format(i, name, ctx, bundle, verifier, opts) for i, name in enumerate(opts.formats, 1)]
     finally:

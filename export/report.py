@@ -68,6 +68,8 @@ def detail_lines(row) -> list[str]:
     kept = row.facts.get("kept_float")
     if kept:
         out.append(f"  - kept in float: {kept_float_line(kept)}")
+    if row.facts.get("method"):
+        out.append(f"  - method: {method_line(row.facts)}")
     census = row.facts.get("int8_ops")
     if census:
         out.append(f"  - {census_line(census)}")
@@ -97,6 +99,18 @@ def census_line(census: dict) -> str:
         return f"every op integer except the float classifier ({head}) and the QUANTIZE/DEQUANTIZE edges"
     body = ", ".join(f"{count} {op}" for op, count in (census.get("float_ops_body") or {}).items())
     return f"float ops before the classifier: {body}; classifier: {head}"
+
+
+def method_line(facts: dict) -> str:
+    """How the int8 weights were prepared and what it cost."""
+    parts = [facts["method"]]
+    if facts.get("equalized"):
+        parts.append(f"channel equalization ({facts.get('equalization_seconds', 0):.0f} s)")
+    if facts.get("qat_steps"):
+        parts.append(f"{facts['qat_steps']} tuning steps on {facts['qat_images']} training images "
+                     f"({facts['qat_seconds']:.0f} s), simulated int8 logit RMSE {facts['qat_logit_rmse_before']}"
+                     f" -> {facts['qat_logit_rmse_after']}")
+    return "; ".join(parts)
 
 
 def kept_float_line(kept: dict) -> str:

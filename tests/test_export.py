@@ -163,7 +163,7 @@ def verifier(exported):
 
     run, _, _, opts = exported
     bundle = load_bundle(run)
-    verifier, _, _ = load_inputs(opts, bundle, load_keras_model(run, SIZE))
+    verifier = load_inputs(opts, bundle, load_keras_model(run, SIZE))[0]
     return verifier
 
 
