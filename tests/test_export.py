@@ -267,6 +267,20 @@ def test_int8_fallback_quantizes_with_the_chosen_prefix_in_float(exported, tmp_p
     assert first_and_last_conv_inputs_float(run / "rejected" / FORMATS[fmt].filename) == (True, False)
 
 
+def test_int8_aware_tuning_is_reported_with_its_cost(exported, tmp_path):
+    from fracture_edge.edge_runtime.cli import main
+
+    run = copy_run(exported[0], tmp_path / "run")
+    code = main(["export", str(run), "--formats", "tflite-int8", "--calib-images", "16", "--qat-images", "24",
+                 "--selection-images", "8", "--no-int8-fallback", "--gate-int8-min-agreement", "0"])
+    row = json.loads((run / "export_report.json").read_text())["rows"][0]
+    facts = row["facts"]
+    assert code == (0 if row["status"] == "ok" else 1) and row["status"] in ("ok", "gate failed")
+    assert "distilled from model.keras" in facts["method"] and facts["qat_steps"] == 2
+    assert facts["qat_images"] == 18 and facts["qat_seconds"] > 0 and facts["normalization_folded"] is True
+    assert "tuning steps on 18 training images" in (run / "export_report.md").read_text()
+
+
 FRACATLAS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fracatlas"
 
 
