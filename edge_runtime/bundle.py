@@ -4,16 +4,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 
 from . import atomic
+from .bundle_schema import SCHEMA_VERSION, THRESHOLD_NAMES, bundle_problems
 from .errors import FractureEdgeError
 from .preprocessing import InputContract
 
-SCHEMA_VERSION = 1
 BUNDLE_FILENAME = "bundle.json"
-REQUIRED_KEYS = ("schema_version", "labels", "positive_label", "thresholds", "input", "output")
-THRESHOLD_NAMES = ("balanced", "screening")
+MAX_BUNDLE_BYTES = 16 << 20   # a real bundle is a few kB; refuse to read a huge or endless file into memory
 
 
 class BundleError(FractureEdgeError):
@@ -21,39 +21,51 @@ class BundleError(FractureEdgeError):
 
 
 def validate_bundle(bundle: dict, source: str = "bundle") -> dict:
-    """Check the keys every consumer relies on; raise BundleError naming the first problem."""
-    missing = [k for k in REQUIRED_KEYS if k not in bundle]
-    if missing:
-        raise BundleError(f"{source}: missing key(s) {', '.join(missing)}")
-    if bundle["schema_version"] != SCHEMA_VERSION:
-        raise BundleError(f"{source}: schema_version {bundle['schema_version']} is not supported "
-                          f"(this fracture-edge reads version {SCHEMA_VERSION})")
-    labels = bundle["labels"]
-    if not (isinstance(labels, list) and len(labels) == 2 and bundle["positive_label"] in labels):
-        raise BundleError(f"{source}: labels must be two names including positive_label")
-    for name in THRESHOLD_NAMES:
-        value = bundle["thresholds"].get(name)
-        if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise BundleError(f"{source}: thresholds.{name} must be a number in [0, 1], got {value!r}")
-    try:
-        InputContract.from_dict(bundle["input"])
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"{source}: invalid input contract: {exc}") from None
+    """Check `bundle` against the declared schema (bundle_schema.py); BundleError lists every problem,
+    one line each. Consumers may index every schema field once this has passed."""
+    problems = bundle_problems(bundle)
+    if len(problems) == 1:
+        raise BundleError(f"{source}: {problems[0]}")
+    if problems:
+        raise BundleError(f"{source}: {len(problems)} problems with the bundle (schema version {SCHEMA_VERSION}):\n"
+                          + "\n".join(f"  {line}" for line in problems))
     return bundle
 
 
 def load_bundle(path: str | os.PathLike) -> dict:
     """Load and validate bundle.json from a file or a run folder."""
     path = Path(path)
-    if path.is_dir():
-        path = path / BUNDLE_FILENAME
-    if not path.is_file():
-        raise BundleError(f"{path}: no bundle.json here (is this a fracture-edge run folder?)")
     try:
-        bundle = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if stat.S_ISDIR(os.stat(path).st_mode):
+            path = path / BUNDLE_FILENAME
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no bundle.json here (is this a fracture-edge run folder?)") from None
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read bundle ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BundleError(f"{path}: not a regular file (a folder, device or pipe), so not a bundle")
+    if info.st_size > MAX_BUNDLE_BYTES:
+        raise BundleError(f"{path}: {info.st_size:,} bytes, too large for a bundle (limit {MAX_BUNDLE_BYTES:,})")
+    try:
+        bundle = parse_bundle_text(path.read_bytes())
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read bundle ({exc.strerror or exc})") from None
+    except ValueError as exc:
         raise BundleError(f"{path}: cannot read bundle ({exc})") from None
     return validate_bundle(bundle, str(path))
+
+
+def parse_bundle_text(raw: bytes | str) -> object:
+    """JSON text -> object; ValueError (with the reason) for bad UTF-8, bad JSON or absurd nesting."""
+    try:
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def save_bundle(run_dir: str | os.PathLike, bundle: dict) -> Path:

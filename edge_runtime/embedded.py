@@ -5,12 +5,13 @@ to find the entry named METADATA_KEY; export/embed.py writes it.
 """
 from __future__ import annotations
 
-import json
+import mmap
 import os
+import stat
 import struct
 from pathlib import Path
 
-from .bundle import BundleError
+from .bundle import BundleError, parse_bundle_text
 
 METADATA_KEY = "fracture_edge.bundle"
 
@@ -24,21 +25,32 @@ def read_embedded_bundle(path: str | os.PathLike) -> dict | None:
     """The bundle embedded in `path`, or None when there is none; BundleError when it is unreadable."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in (".tflite", ".onnx"):
+        return None
     try:
-        if suffix == ".tflite":
-            raw = _tflite_metadata(path.read_bytes(), METADATA_KEY)
-        elif suffix == ".onnx":
-            raw = _onnx_metadata(path, METADATA_KEY)
-        else:
-            return None
-    except (OSError, struct.error, IndexError, ValueError, RuntimeError) as exc:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or device would block or never end
+            raise BundleError(f"{path}: not a regular file (a folder, device or pipe), so not a model")
+        raw = _tflite_file_metadata(path, METADATA_KEY) if suffix == ".tflite" else _onnx_metadata(path, METADATA_KEY)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read model ({exc.strerror or exc})") from None
+    except (struct.error, IndexError, ValueError, RuntimeError, RecursionError) as exc:
         raise BundleError(f"{path}: not a readable {suffix[1:]} model, corrupt or truncated ({exc})") from None
     if raw is None:
         return None
     try:
-        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return parse_bundle_text(raw)
+    except ValueError as exc:
         raise BundleError(f"{path}: embedded bundle is not valid JSON ({exc})") from None
+
+
+def _tflite_file_metadata(path: Path, name: str) -> bytes | None:
+    """Map the file instead of reading it: a model can be large, and only a few offsets are touched."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size < 8:
+            raise ValueError("file too short for a .tflite model")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            found = _tflite_metadata(buf, name)
+            return None if found is None else bytes(found)
 
 
 class _Table:
@@ -108,12 +120,20 @@ def _onnx_metadata(path: Path, name: str) -> str | None:
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as exc:  # protobuf's DecodeError is not an OSError
-            raise ValueError(str(exc) or type(exc).__name__) from None
+            raise ValueError(_first_line(exc)) from None
         return next((p.value for p in model.metadata_props if p.key == name), None)
     try:
         import onnxruntime
     except ImportError:
         from .errors import missing_extra
         raise missing_extra("onnxruntime", "onnx", "reading an .onnx model") from None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:  # without the onnx package the runtime parses the file; its errors are not OSError/ValueError
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ValueError(_first_line(exc)) from None
     return session.get_modelmeta().custom_metadata_map.get(name)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]

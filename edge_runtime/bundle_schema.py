@@ -1,0 +1,201 @@
+"""The declared schema of bundle.json (version 1), checked in one pass with one line per problem.
+
+Every consumer (predict, info, bench, eval, export's embedding, the Android app's FractureBundle.kt)
+relies on these fields; anything else in the bundle (hparams, data, versions, export) is free-form.
+`bundle_problems` never raises on odd JSON: it returns what is wrong, path by path.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable
+
+SCHEMA_VERSION = 1
+THRESHOLD_NAMES = ("balanced", "screening")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+MIN_SIZE, MAX_SIZE = 16, 1024
+
+# input contract: the only values this runtime (and the Android app) implements
+INPUT_STRINGS = {
+    "color": "gray-to-rgb",
+    "resize": "triangle-antialias",
+    "fit": "stretch",
+    "rounding": "floor(x+0.5), clip 0..255",
+    "layout": "NHWC",
+    "normalization": "in-graph imagenet (x/255 - mean)/std",
+}
+REQUIRED_KEYS = ("schema_version", "labels", "positive_label", "thresholds", "input", "output")
+METRIC_NUMBERS = ("auc", "threshold", "f1", "sensitivity", "specificity", "precision", "accuracy")
+METRIC_COUNTS = ("n", "n_positive")
+
+
+def _type_name(value: Any) -> str:
+    return {type(None): "null", bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return f"{text[:60]}..." if len(text) > 60 else text
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_plain_filename(value: Any) -> bool:
+    """A file name inside the run folder: no folder part, not '.', '..' or hidden-path tricks."""
+    return (isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
+            and "\0" not in value)
+
+
+class _Problems(list):
+    def need(self, ok: bool, where: str, what: str, value: Any) -> bool:
+        if not ok:
+            self.append(f"{where} must be {what}, got {_show(value)} ({_type_name(value)})")
+        return ok
+
+    def object(self, parent: dict, key: str, where: str) -> dict | None:
+        """parent[key] when it is an object; None (noted unless the key is absent) otherwise."""
+        if key not in parent:
+            return None
+        value = parent[key]
+        return value if self.need(isinstance(value, dict), where, "an object", value) else None
+
+
+def bundle_problems(bundle: Any) -> list[str]:
+    """Every way `bundle` breaks the schema, one line each ('<field> must be ..., got ...'); [] when valid."""
+    problems = _Problems()
+    if not isinstance(bundle, dict):
+        problems.need(False, "the bundle", "a JSON object", bundle)
+        return problems
+    missing = [key for key in REQUIRED_KEYS if key not in bundle]
+    if missing:
+        problems.append(f"missing key(s) {', '.join(missing)}")
+    _check_version(bundle, problems)
+    _check_labels(bundle, problems)
+    thresholds = problems.object(bundle, "thresholds", "thresholds")
+    if thresholds is not None:
+        _check_thresholds(thresholds, problems)
+    contract = problems.object(bundle, "input", "input")
+    if contract is not None:
+        _check_input(contract, problems)
+    output = problems.object(bundle, "output", "output")
+    if output is not None:
+        problems.need(output.get("kind") == "sigmoid", "output.kind", "'sigmoid'", output.get("kind"))
+        index = output.get("positive_index", 0)
+        problems.need(is_integer(index) and index == 0, "output.positive_index",
+                      "0 (a sigmoid model has one output: P(positive label))", index)
+    artifacts = problems.object(bundle, "artifacts", "artifacts")
+    if artifacts is not None:
+        for name, record in artifacts.items():
+            _check_artifact(record, f"artifacts.{name}", problems)
+    metrics = problems.object(bundle, "metrics", "metrics")
+    if metrics is not None:
+        _check_metrics(metrics, problems)
+    if "model" in bundle:
+        problems.need(isinstance(bundle["model"], str), "model", "a string", bundle["model"])
+    return problems
+
+
+def _check_version(bundle: dict, problems: _Problems) -> None:
+    if "schema_version" not in bundle:
+        return
+    if not is_integer(bundle["schema_version"]):
+        problems.need(False, "schema_version", f"the integer {SCHEMA_VERSION}", bundle["schema_version"])
+    elif bundle["schema_version"] != SCHEMA_VERSION:
+        problems.append(f"schema_version {bundle['schema_version']} is not supported: this fracture-edge reads "
+                        f"version {SCHEMA_VERSION} (a newer fracture-edge wrote it? upgrade)")
+
+
+def _check_labels(bundle: dict, problems: _Problems) -> None:
+    labels, positive = bundle.get("labels"), bundle.get("positive_label")
+    if "labels" not in bundle:
+        return
+    if problems.need(isinstance(labels, list) and len(labels) == 2
+                       and all(isinstance(x, str) and x.strip() for x in labels) and labels[0] != labels[1],
+                       "labels", "a list of two different non-empty names", labels):
+        if "positive_label" in bundle:
+            problems.need(isinstance(positive, str) and positive in labels, "positive_label",
+                          f"one of the labels ({', '.join(labels)})", positive)
+
+
+def _check_thresholds(thresholds: dict, problems: _Problems) -> None:
+    for name in THRESHOLD_NAMES:
+        value = thresholds.get(name)
+        if name not in thresholds:
+            problems.append(f"thresholds.{name}: missing")
+        else:
+            problems.need(is_number(value) and 0.0 <= value <= 1.0, f"thresholds.{name}", "a number in [0, 1]", value)
+    if "default" in thresholds:
+        problems.need(thresholds["default"] in THRESHOLD_NAMES, "thresholds.default",
+                      f"one of {', '.join(THRESHOLD_NAMES)}", thresholds["default"])
+
+
+def _check_input(contract: dict, problems: _Problems) -> None:
+    size = contract.get("size")
+    if "size" not in contract:
+        problems.append("input.size: missing")
+    else:
+        problems.need(is_integer(size) and MIN_SIZE <= size <= MAX_SIZE, "input.size",
+                      f"an integer from {MIN_SIZE} to {MAX_SIZE} (pixels)", size)
+    if "channels" in contract:
+        problems.need(is_integer(contract["channels"]) and contract["channels"] == 3, "input.channels",
+                      "3 (gray repeated into RGB)", contract["channels"])
+    if "pixel_range" in contract:
+        value = contract["pixel_range"]
+        problems.need(isinstance(value, list) and value == [0, 255] and all(map(is_integer, value)),
+                      "input.pixel_range", "[0, 255]", value)
+    for key, expected in INPUT_STRINGS.items():
+        if key in contract:
+            problems.need(contract[key] == expected, f"input.{key}", f"{expected!r} (the only input contract implemented)",
+                          contract[key])
+
+
+def _check_artifact(record: Any, where: str, problems: _Problems) -> None:
+    if not problems.need(isinstance(record, dict), where, "an object", record):
+        return
+    if "file" not in record:
+        problems.append(f"{where}.file: missing")
+    else:
+        problems.need(is_plain_filename(record["file"]), f"{where}.file", "a file name in the run folder",
+                      record["file"])
+    if "bytes" in record:
+        problems.need(is_integer(record["bytes"]) and record["bytes"] >= 0, f"{where}.bytes",
+                      "a byte count (integer >= 0)", record["bytes"])
+    if "sha256" in record:
+        problems.need(isinstance(record["sha256"], str) and SHA256.fullmatch(record["sha256"]) is not None,
+                      f"{where}.sha256", "64 lower-case hex digits", record["sha256"])
+
+
+def _check_metrics(metrics: dict, problems: _Problems) -> None:
+    """Only the fields info prints are typed; a split's other values are free-form."""
+    for split, values in metrics.items():
+        if not isinstance(values, dict):
+            continue  # e.g. train_seconds: 1286.2
+        _check_fields(values, f"metrics.{split}", METRIC_NUMBERS, _number_or_null, "a number or null", problems)
+        _check_fields(values, f"metrics.{split}", METRIC_COUNTS, _count, "an integer >= 0", problems)
+        for name in THRESHOLD_NAMES:
+            at = values.get(name)
+            if name in values and problems.need(isinstance(at, dict), f"metrics.{split}.{name}", "an object", at):
+                _check_fields(at, f"metrics.{split}.{name}", METRIC_NUMBERS, _number_or_null, "a number or null",
+                              problems)
+
+
+def _number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _count(value: Any) -> bool:
+    return is_integer(value) and value >= 0
+
+
+def _check_fields(values: dict, where: str, keys: tuple, ok: Callable[[Any], bool], what: str,
+                  problems: _Problems) -> None:
+    for key in keys:
+        if key in values:
+            problems.need(ok(values[key]), f"{where}.{key}", what, values[key])
