@@ -4,11 +4,13 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .decoding import IMAGE_SUFFIXES
 from .errors import FractureEdgeError
+from .paths import Problem, child_folders, lexists, path_mode, walk
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +68,12 @@ def normalize_split(name: str) -> str | None:
 def read_dataset(source: str | os.PathLike) -> list[Sample]:
     """All samples of a dataset folder (its split.csv when present, else the folder layout) or CSV."""
     source = Path(source)
-    if not source.exists():
-        raise DatasetError(f"{source}: no such file or folder")
-    if source.is_file():
+    mode = path_mode(str(source))
+    if mode is None:
+        raise DatasetError(f"{source}: no such file or folder (or it cannot be looked at)")
+    if not stat.S_ISDIR(mode):
         samples = _read_csv(source)
-    elif (source / SPLIT_CSV).is_file():
+    elif lexists(str(source / SPLIT_CSV)):
         samples = _read_csv(source / SPLIT_CSV)
     else:
         samples = _read_folders(source)
@@ -96,12 +99,12 @@ def require_both_classes(samples: list[Sample], what: str) -> None:
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def _class_folders(folder: Path) -> list[tuple[Path, str]]:
+def _class_folders(folder: Path, problems: list[Problem]) -> list[tuple[Path, str]]:
     found = []
-    for child in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for child in map(Path, child_folders(str(folder), problems)):
         label = normalize_label(child.name)
         if label is None:
             log.warning("%s: folder name is not a known class name; ignored", child)
@@ -111,21 +114,30 @@ def _class_folders(folder: Path) -> list[tuple[Path, str]]:
 
 
 def _read_folders(root: Path) -> list[Sample]:
+    """split/class/image or class/image. A folder that cannot be listed stops the read (DatasetError naming
+    every one): a dataset silently missing a class folder would make every count and leak check wrong."""
     samples: list[Sample] = []
-    split_dirs = [(p, normalize_split(p.name)) for p in sorted(root.iterdir()) if p.is_dir()]
+    problems: list[Problem] = []
+    split_dirs = [(p, normalize_split(p.name)) for p in map(Path, child_folders(str(root), problems))]
     split_dirs = [(p, s) for p, s in split_dirs if s is not None]
     layouts = [(d, s) for d, s in split_dirs] if split_dirs else [(root, "all")]
     for folder, split in layouts:
-        for class_dir, label in _class_folders(folder):
-            for path in sorted(class_dir.rglob("*")):
+        for class_dir, label in _class_folders(folder, problems):
+            for path in sorted(map(Path, walk(str(class_dir), True, problems))):
                 if _is_image(path):
                     samples.append(Sample(path, label, split))
+    if problems:
+        raise DatasetError("; ".join(f"{p.path}: {p.reason}" for p in dict.fromkeys(problems))
+                           + " (the dataset would be incomplete: fix the permissions or move the folder out)")
     return samples
 
 
 def _read_csv(csv_path: Path) -> list[Sample]:
     base = csv_path.parent
     samples: list[Sample] = []
+    mode = path_mode(str(csv_path))
+    if mode is not None and not stat.S_ISREG(mode):  # a pipe would block, a device never end
+        raise DatasetError(f"{csv_path}: not a folder or a regular file (a device or pipe), so not a dataset")
     try:
         with open(csv_path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)

@@ -16,6 +16,7 @@ Accepted: JPEG, PNG, BMP, TIFF (first frame) in any Pillow mode, and DICOM throu
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -39,7 +40,11 @@ def decode_gray(path: str | os.PathLike) -> np.ndarray:
     """Decode `path` to (H, W) float32 luma in 0..255 (EXIF orientation applied)."""
     path = Path(path)
     _check_file(path)
-    if is_dicom(path):
+    try:
+        dicom = is_dicom(path)
+    except OSError as exc:
+        raise ImageDecodeError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if dicom:
         from .dicom import decode_dicom
 
         return decode_dicom(path)
@@ -59,17 +64,26 @@ def decode_gray(path: str | os.PathLike) -> np.ndarray:
 
 def _check_file(path: Path) -> None:
     try:
-        size = path.stat().st_size
+        info = os.stat(path)
     except FileNotFoundError:
-        raise ImageDecodeError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise ImageDecodeError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if path.is_dir():
+        reason = "broken symbolic link" if os.path.islink(path) else "file not found"
+        raise ImageDecodeError(f"{path}: {reason}") from None
+    except (OSError, ValueError) as exc:
+        raise ImageDecodeError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if stat.S_ISDIR(info.st_mode):
         raise ImageDecodeError(f"{path}: is a folder, not an image file")
-    if size == 0:
+    if not stat.S_ISREG(info.st_mode):  # a pipe would block, a device never end
+        raise ImageDecodeError(f"{path}: not a regular file (a {_kind(info.st_mode)}), not an image")
+    if info.st_size == 0:
         raise ImageDecodeError(f"{path}: empty file (0 bytes)")
     if not os.access(path, os.R_OK):
         raise ImageDecodeError(f"{path}: cannot read (permission denied)")
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "named pipe"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+             (stat.S_ISSOCK, "socket"))
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def is_dicom(path: Path) -> bool:

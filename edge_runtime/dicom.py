@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .decoding import ImageDecodeError, rgb_to_luma, stretch
+from .decoding import MAX_PIXELS, ImageDecodeError, rgb_to_luma, stretch
 from .errors import MissingExtraError, missing_extra
 
 _PROBE = np.array([-1e12, 1e12])  # far outside any pixel range: the VOI clamps them to its output range
@@ -36,7 +36,10 @@ def decode_dicom(path: Path) -> np.ndarray:
         raise MissingExtraError(f"{path}: {missing_extra('pydicom', 'dicom', 'reading DICOM files')}") from None
     try:
         ds = pydicom.dcmread(str(path))
+        _check_size(ds, path)
         pixels = ds.pixel_array
+    except ImageDecodeError:
+        raise
     except Exception as exc:  # pydicom raises many types for broken or compressed-without-plugin files
         raise ImageDecodeError(f"{path}: cannot read DICOM pixels ({type(exc).__name__}: {exc})") from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
@@ -50,6 +53,18 @@ def decode_dicom(path: Path) -> np.ndarray:
     except Exception as exc:
         raise ImageDecodeError(f"{path}: cannot apply the DICOM LUTs ({type(exc).__name__}: {exc})") from None
     return (255.0 - gray).astype(np.float32) if photometric == "MONOCHROME1" else gray
+
+
+def _check_size(ds, path: Path) -> None:
+    """The decoding.MAX_PIXELS guard, before pydicom decodes every frame of a file into memory."""
+    try:
+        rows, columns = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+        frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        return  # pydicom itself will say what is wrong with the header
+    if rows * columns * frames > MAX_PIXELS:
+        raise ImageDecodeError(f"{path}: image too large ({columns}x{rows} x {frames} frame(s) = "
+                               f"{rows * columns * frames / 1e6:.0f} MP, limit {MAX_PIXELS // 1_000_000} MP)")
 
 
 def _display_values(ds, pixels: np.ndarray, modality_lut, voi_lut) -> np.ndarray:

@@ -1,22 +1,21 @@
 """`fracture-edge predict` and `fracture-edge info`: classify radiographs on the device, describe a model.
 
-Exit codes of predict: 0 every image classified, 2 some files failed (each reported, the run goes on),
+Exit codes of predict: 0 every image classified, 2 some files failed (each reported once, the run goes on),
 1 usage or model error. Imports cheaply: the runtime is loaded inside the handlers.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import json
 import sys
-from pathlib import Path
 
 from .formats import EXPORT_FORMATS
 
 ROW_FIELDS = ("path", "label", "probability", "threshold_name", "threshold", "latency_ms", "error")
 PROGRESS_MIN_FILES = 20  # show a progress bar (on a terminal) from this many files on
-GLOB_CHARS = "*?["
+MAX_THREADS = 256        # interpreter threads: more only exhausts the machine
+MAX_BATCH = 256          # images decoded and held in memory at once
 
 
 def register(subparsers) -> None:
@@ -34,7 +33,8 @@ def register(subparsers) -> None:
     predict.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per inference batch")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
     predict.add_argument("--csv", action="store_true", help="CSV with a header row")
-    predict.add_argument("--recursive", action="store_true", help="descend into sub-folders (and ** in globs)")
+    predict.add_argument("--recursive", action="store_true",
+                         help="descend into sub-folders (and ** in globs); links to folders are not followed")
     predict.set_defaults(handler=run_predict)
 
     info = subparsers.add_parser("info", help="show a model's bundle: labels, thresholds, input, metrics, artifacts",
@@ -53,31 +53,15 @@ def run_info(args: argparse.Namespace) -> int:
 def collect_images(patterns: list[str], recursive: bool) -> tuple[list[str], list[tuple[str, str]]]:
     """Expand files, folders and globs into image paths (input order, no duplicates) + (arg, reason) problems."""
     from .decoding import IMAGE_SUFFIXES
+    from .paths import find_images
 
-    found: dict[str, None] = {}
-    problems: list[tuple[str, str]] = []
-    for pattern in patterns:
-        is_glob = any(c in pattern for c in GLOB_CHARS) and not Path(pattern).exists()
-        matches = sorted(glob.glob(pattern, recursive=recursive)) if is_glob else [pattern]
-        if not matches:
-            problems.append((pattern, "no file matches this pattern"))
-        for match in matches:
-            path = Path(match)
-            if not path.is_dir():
-                if not (is_glob and path.suffix.lower() not in IMAGE_SUFFIXES):
-                    found.setdefault(str(path), None)  # explicit files go to the decoder, which says what is wrong
-                continue
-            images = folder_images(path, recursive, IMAGE_SUFFIXES)
-            if not images:
-                problems.append((str(path), f"no images in this folder ({'/'.join(IMAGE_SUFFIXES)})"
-                                 + ("" if recursive else "; add --recursive for sub-folders")))
-            found.update(dict.fromkeys(images))
-    return list(found), problems
+    paths, problems = find_images(patterns, recursive, IMAGE_SUFFIXES)
+    return paths, [(p.path, p.reason) for p in problems]
 
 
-def folder_images(folder: Path, recursive: bool, suffixes: tuple[str, ...]) -> list[str]:
-    files = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(str(p) for p in files if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+def shown(path: str) -> str:
+    """A path as one printable line: control characters (a newline in a file name) escaped."""
+    return path if path.isprintable() else path.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 class RowWriter:
@@ -93,7 +77,7 @@ class RowWriter:
         from .classifier import FileFailure
 
         if isinstance(result, FileFailure):
-            print(f"fracture-edge: {result.path}: {result.reason}", file=self.err)
+            print(f"fracture-edge: {shown(result.path)}: {result.reason}", file=self.err)
             if self.mode == "text":
                 return
         row = result_row(result)
@@ -102,7 +86,7 @@ class RowWriter:
         elif self.csv:
             self.csv.writerow(row)
         else:
-            print(f"{row['path']}: {row['label']} (p={row['probability']:.4f}, threshold "
+            print(f"{shown(row['path'])}: {row['label']} (p={row['probability']:.4f}, threshold "
                   f"{row['threshold_name']}={row['threshold']:.4f}, {row['latency_ms']:.1f} ms)", file=self.out)
         self.out.flush()
 
@@ -122,10 +106,10 @@ def check_options(args: argparse.Namespace) -> str:
     """Validate option combinations; return the output mode."""
     if args.json and args.csv:
         raise ValueError("--json and --csv cannot be used together; choose one")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise ValueError(f"--threads must be between 1 and {MAX_THREADS}, got {args.threads}")
+    if not 1 <= args.batch_size <= MAX_BATCH:
+        raise ValueError(f"--batch-size must be between 1 and {MAX_BATCH}, got {args.batch_size}")
     return "json" if args.json else "csv" if args.csv else "text"
 
 
@@ -137,7 +121,7 @@ def run_predict(args: argparse.Namespace) -> int:
     mode = check_options(args)
     paths, problems = collect_images(args.paths, args.recursive)
     if not paths:
-        reasons = "; ".join(f"{p}: {r}" for p, r in problems)
+        reasons = "; ".join(f"{shown(p)}: {r}" for p, r in problems)
         raise FractureEdgeError(f"no images to classify ({reasons})")
     clf = open_classifier(args.model, num_threads=args.threads, threshold=args.threshold, format=args.format)
     writer = RowWriter(mode)

@@ -128,6 +128,10 @@ def load_batch(paths, contract: InputContract) -> tuple[np.ndarray, list[int], l
             kept.append(i)
         except FractureEdgeError as exc:
             failures.append((str(path), str(exc)))
+        except OSError as exc:  # the file changed or vanished between the checks and the read
+            failures.append((str(path), f"{path}: cannot read ({exc.strerror or exc})"))
+        except MemoryError:
+            failures.append((str(path), f"{path}: not enough memory to prepare this image"))
     if arrays:
         pixels = np.stack(arrays)
     else:
