@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
     parser.add_argument("--include-rejected", action="store_true",
                         help="also measure artifacts that export rejected (RUN/rejected/), as '<format> (rejected)' rows")
+    parser.add_argument("--allow-unverified", action="store_true",
+                        help="measure artifacts that no bundle.json (or, for rejected ones, no export report) "
+                             "records; a file that differs from its record is refused anyway")
     parser.add_argument("--gate", action="store_true",
                         help="exit non-zero when a compressed artifact breaks the fidelity gates")
     parser.set_defaults(handler=handle_bench)
@@ -48,7 +51,7 @@ def options_from_args(args: argparse.Namespace):
                         threads=threads, batches=parse_int_list(args.batch, "--batch"), warmup=args.warmup,
                         runs=args.runs, sample=args.sample, budget_s=args.budget, out=args.out,
                         gate=args.gate, quick=args.quick, plots=not args.no_plots,
-                        include_rejected=args.include_rejected)
+                        include_rejected=args.include_rejected, allow_unverified=args.allow_unverified)
 
 
 def handle_bench(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from ..edge_runtime.formats import FORMATS
 
+MAX_THREADS = MAX_BATCH = 256   # as predict: more only exhausts the machine
 QUICK = {"warmup": 2, "runs": 10, "sample": 24, "budget_s": 5.0}
 
 
@@ -35,15 +36,16 @@ class BenchOptions:
     quick: bool = False
     plots: bool = True
     include_rejected: bool = False             # also measure artifacts export quarantined in RUN/rejected/
+    allow_unverified: bool = False             # run artifacts no bundle.json / export report records (the integrity rule)
 
     def __post_init__(self) -> None:
         for name in self.formats:
             if name not in FORMATS:
                 raise ValueError(f"unknown format {name!r}; valid formats: {', '.join(FORMATS)}")
-        if not self.threads or min(self.threads) < 1:
-            raise ValueError(f"--threads must be positive integers, got {self.threads}")
-        if not self.batches or min(self.batches) < 1:
-            raise ValueError(f"--batch must be positive integers, got {self.batches}")
+        if not self.threads or min(self.threads) < 1 or max(self.threads) > MAX_THREADS:
+            raise ValueError(f"--threads must be integers from 1 to {MAX_THREADS}, got {self.threads}")
+        if not self.batches or min(self.batches) < 1 or max(self.batches) > MAX_BATCH:
+            raise ValueError(f"--batch must be integers from 1 to {MAX_BATCH}, got {self.batches}")
         if self.warmup < 0 or self.runs < 1 or self.sample < 0 or self.budget_s <= 0:
             raise ValueError("--warmup and --sample must be >= 0, --runs >= 1 and the budget positive")
 
@@ -54,6 +56,11 @@ class BenchOptions:
         return replace(self, warmup=min(self.warmup, QUICK["warmup"]), runs=min(self.runs, QUICK["runs"]),
                        sample=min(self.sample or QUICK["sample"], QUICK["sample"]),
                        budget_s=min(self.budget_s, QUICK["budget_s"]))
+
+    @property
+    def integrity(self) -> str:
+        """The edge runtime's integrity mode for every row (edge_runtime.artifacts.INTEGRITY_MODES)."""
+        return "allow-unverified" if self.allow_unverified else "require"
 
     def out_dir(self) -> str:
         return self.out or os.path.join(self.run, "bench")

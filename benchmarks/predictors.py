@@ -44,14 +44,42 @@ def load_classifier_predictor(job: dict, threads: int) -> Predictor:
 
     if job.get("tflite_runtime"):  # pin the interpreter (this process only): e.g. legacy tflite-runtime
         backends.TFLITE_RUNTIMES = tuple(r for r in backends.TFLITE_RUNTIMES if r[1] == job["tflite_runtime"])
+    integrity = job.get("integrity", "require")
     if job.get("rejected"):  # quarantined by export: the lone file with its embedded bundle
-        clf = Classifier(job["artifact"], num_threads=threads)
+        verified = verify_rejected(job["artifact"], job["run_dir"], integrity)
+        clf = Classifier(job["artifact"], num_threads=threads, integrity="trust-embedded")
     else:
-        clf = Classifier(job["run_dir"], num_threads=threads, format=job["format"])
+        clf = Classifier(job["run_dir"], num_threads=threads, format=job["format"], integrity=integrity)
+        verified = clf.integrity
     settings = BACKEND_SETTINGS.get(clf.format.backend, "")
     details = {"artifact": str(clf.path), "bundle_source": clf.bundle_source, "num_threads": threads,
-               "settings": settings}
+               "settings": settings, "integrity": verified}
     return Predictor(clf.predict_pixels, clf.runtime, details)
+
+
+def verify_rejected(artifact: str, run_dir: str, integrity: str) -> str:
+    """The integrity rule for a file in RUN/rejected/: its record is the export report's row (bundle.json
+    lists only the artifacts that passed). 'verified' or 'unverified'; raises like the runtime does."""
+    import json
+    from pathlib import Path
+
+    from ..edge_runtime.artifacts import ArtifactMismatchError, UnverifiedArtifactError, check_artifact
+
+    path, report = Path(artifact), Path(run_dir) / "export_report.json"
+    try:
+        rows = json.loads(report.read_text(encoding="utf-8")).get("rows", [])
+        record = next((r for r in rows if isinstance(r, dict) and r.get("file") == f"rejected/{path.name}"), None)
+    except (OSError, ValueError, AttributeError, RecursionError):
+        record = None
+    status = check_artifact(path, record)
+    if status == "ok":
+        return "verified"
+    if status not in ("unrecorded", "missing"):
+        raise ArtifactMismatchError(f"{path}: does not match {report}: {status}")
+    if integrity == "require":
+        raise UnverifiedArtifactError(f"{path}: unverified: {report} records no sha256 for it; "
+                                      "pass --allow-unverified to measure it anyway")
+    return "unverified"
 
 
 def load_keras_predictor(path: str, mode: str, threads: int) -> Predictor:

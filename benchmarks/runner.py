@@ -122,6 +122,7 @@ def run_group(jobs: list[Job], options: BenchOptions, run_dir: Path, images_file
     first = jobs[0]
     payload = {"format": first.format, "backend": first.backend, "artifact": first.artifact,
                "tflite_runtime": first.tflite_runtime, "rejected": first.rejected, "run_dir": str(run_dir), "images": str(images_file),
+               "integrity": options.integrity,
                "warmup": options.warmup, "runs": options.runs, "budget_s": options.budget_s,
                "measurements": [{"label": j.label, "threads": j.threads, "batch": j.batch,
                                  "keras_mode": j.keras_mode, "accuracy": j.accuracy} for j in jobs]}

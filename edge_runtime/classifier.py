@@ -22,6 +22,10 @@ from .preprocessing import load_batch, load_model_input
 log = logging.getLogger(__name__)
 
 
+class ModelRunError(FractureEdgeError):
+    """The model loaded but its runtime failed on an inference (a model that does not fit its bundle)."""
+
+
 @dataclass(frozen=True)
 class Prediction:
     path: str
@@ -48,13 +52,15 @@ class Classifier:
     """An edge model plus its bundle: preprocessing contract, labels, thresholds."""
 
     def __init__(self, model: str | os.PathLike, num_threads: int | None = None,
-                 threshold: str | float | None = None, bundle: dict | None = None, format: str | None = None):
+                 threshold: str | float | None = None, bundle: dict | None = None, format: str | None = None,
+                 integrity: str = "trust-embedded"):
+        """integrity: 'require' | 'allow-unverified' | 'trust-embedded' (artifacts.verify_resolved); the CLI
+        uses 'require', or 'allow-unverified' with --allow-unverified."""
         resolved = resolve_model(model, format, bundle)
-        verify_resolved(resolved)
+        self.integrity = verify_resolved(resolved, integrity)   # 'verified' | 'unverified'
         self.path, self.format, self.bundle = resolved.path, resolved.format, resolved.bundle
         self.bundle_source = resolved.bundle_source
         self.contract = input_contract(self.bundle)
-        self._check_output(self.bundle)
         self.threshold_name, self.threshold = resolve_threshold(self.bundle, threshold)
         self._backend = open_backend(self.path, self.format.backend, num_threads)
         self.runtime = self._backend.runtime
@@ -62,18 +68,15 @@ class Classifier:
         self._check_input_shape()
         log.debug("loaded %s (%s, %s) with %s", self.path, self.format.name, resolved.bundle_source, self.runtime)
 
-    @staticmethod
-    def _check_output(bundle: dict) -> None:
-        output = bundle["output"]
-        if output.get("kind") != "sigmoid":
-            raise BundleError(f"output kind {output.get('kind')!r} is not supported (expected 'sigmoid')")
-
     def _check_input_shape(self) -> None:
         shape = self._backend.input_details.shape
         expected = (self.contract.size, self.contract.size, self.contract.channels)
         if len(shape) != 4 or tuple(shape[1:]) != expected:
             raise BundleError(f"{self.path}: model input shape {shape} does not match the bundle's "
                               f"input contract (N, {', '.join(map(str, expected))})")
+        output = self._backend.output_details.shape
+        if len(output) < 1 or 0 in output[1:]:
+            raise BundleError(f"{self.path}: model output shape {output} has no probability to read")
 
     @property
     def input_details(self):
@@ -97,7 +100,12 @@ class Classifier:
             raise ValueError(f"expected pixels of shape (N, {', '.join(map(str, expected))}), got {pixels.shape}")
         if len(pixels) == 0:
             return np.zeros(0, np.float64)
-        outputs = self._backend.run(pixels)
+        try:
+            outputs = self._backend.run(pixels)
+        except Exception as exc:  # the runtimes raise their own types; one clear line, never a traceback
+            text = str(exc).strip().splitlines()
+            raise ModelRunError(f"{self.path}: {self.runtime} failed to run the model "
+                                f"({type(exc).__name__}: {text[0] if text else ''})") from None
         return outputs[:, int(self.bundle["output"].get("positive_index", 0))].astype(np.float64)
 
     def _timed(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:

@@ -3,42 +3,68 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import check_artifact, resolve_model, verify_resolved
+from .artifacts import UnverifiedArtifactError, check_artifact, integrity_record, resolve_model, verify_resolved
 from .bundle import BUNDLE_FILENAME, load_bundle
 from .errors import FractureEdgeError
+from .formats import format_for_file
+from .paths import is_folder
 
-OK_STATUSES = ("ok", "unrecorded", "missing")
+OK_STATUSES = ("ok", "missing")   # 'unrecorded' is allowed only with --allow-unverified (the integrity rule)
 METRIC_KEYS = (("f1", "F1"), ("sensitivity", "sensitivity"), ("specificity", "specificity"))
 
 
-def load_for_info(model: str) -> tuple[dict, str, Path, Path | None]:
-    """(bundle, where it came from, folder of the artifacts, the lone artifact file or None)."""
+@dataclass(frozen=True)
+class InfoSource:
+    bundle: dict
+    source: str               # where the bundle came from
+    folder: Path              # where the artifacts it lists live
+    lone: Path | None = None  # the artifact file given, if one was
+    lone_record: dict | None = None   # the size/sha256 record that vouches for it (a bundle.json beside it)
+
+
+def load_for_info(model: str) -> InfoSource:
+    """The bundle to describe; a lone artifact that differs from its record is refused here, as by predict."""
     path = Path(model)
-    if path.is_dir() or path.suffix.lower() == ".json":
-        folder = path if path.is_dir() else path.parent
-        return load_bundle(path), str(folder / BUNDLE_FILENAME), folder, None
+    if is_folder(str(path)) or path.suffix.lower() == ".json":
+        folder = path if is_folder(str(path)) else path.parent
+        return InfoSource(load_bundle(path), str(folder / BUNDLE_FILENAME), folder)
     resolved = resolve_model(path)
-    verify_resolved(resolved, check_sibling=True)
-    return resolved.bundle, f"{resolved.bundle_source} ({resolved.path})", path.parent, path
+    try:
+        verify_resolved(resolved, "require")
+    except UnverifiedArtifactError:
+        pass  # shown as 'unrecorded' and judged by run_info after the description
+    record, _ = integrity_record(resolved)
+    return InfoSource(resolved.bundle, f"{resolved.bundle_source} ({resolved.path})", path.parent, path, record)
 
 
-def artifact_checks(bundle: dict, folder: Path, lone: Path | None) -> list[dict]:
+def artifact_checks(info: InfoSource) -> list[dict]:
     """One row per artifact the bundle lists (plus the lone file given), with its check status."""
     rows = []
-    for name, record in bundle.get("artifacts", {}).items():
-        if not isinstance(record, dict) or "file" not in record:
-            continue
-        path = folder / record["file"]
-        if lone is not None and path.name != lone.name and not path.is_file():
+    for name, record in info.bundle.get("artifacts", {}).items():
+        path = info.folder / record["file"]
+        if info.lone is not None and path.name == info.lone.name:
+            continue  # the lone file is judged by the record that vouches for it, below
+        status = check_artifact(path, record)
+        if info.lone is not None and status == "missing":
             continue  # a lone artifact copied without its siblings
         rows.append({"format": name, "file": record["file"], "bytes": record.get("bytes"),
-                     "sha256": record.get("sha256"), "status": check_artifact(path, record)})
-    if lone is not None and not any(row["file"] == lone.name for row in rows):
-        rows.append({"format": "?", "file": lone.name, "bytes": lone.stat().st_size, "sha256": None,
-                     "status": "unrecorded"})
+                     "sha256": record.get("sha256"), "status": status})
+    if info.lone is not None:
+        record = info.lone_record or {}
+        rows.append({"format": format_for_file(str(info.lone)).name, "file": info.lone.name,
+                     "bytes": record.get("bytes", _size(info.lone)), "sha256": record.get("sha256"),
+                     "status": check_artifact(info.lone, info.lone_record)})
     return rows
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def metric_lines(metrics: dict) -> list[str]:
@@ -48,10 +74,15 @@ def metric_lines(metrics: dict) -> list[str]:
         if not isinstance(values, dict) or "auc" not in values:
             continue
         at = values.get("balanced", {})
-        parts = [f"AUC {values['auc']:.3f}"] + [f"{label} {at[key]:.3f}" for key, label in METRIC_KEYS if key in at]
+        parts = [f"AUC {_number(values['auc'])}"] + [f"{label} {_number(at[key])}" for key, label in METRIC_KEYS
+                                                      if key in at]
         n = f", n={values['n']}" if "n" in values else ""
         lines.append(f"  {split}: {', '.join(parts)} (balanced threshold{n})")
     return lines
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def describe(bundle: dict, source: str, checks: list[dict]) -> str:
@@ -77,13 +108,21 @@ def describe(bundle: dict, source: str, checks: list[dict]) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    bundle, source, folder, lone = load_for_info(args.model)
-    checks = artifact_checks(bundle, folder, lone)
+    info = load_for_info(args.model)
+    checks = artifact_checks(info)
     if args.json:
-        print(json.dumps({"source": source, "bundle": bundle, "artifact_checks": checks}, indent=2))
+        print(json.dumps({"source": info.source, "bundle": info.bundle, "artifact_checks": checks}, indent=2))
     else:
-        print(describe(bundle, source, checks))
-    bad = [row for row in checks if row["status"] not in OK_STATUSES]
+        print(describe(info.bundle, info.source, checks))
+    allowed = OK_STATUSES + (("unrecorded",) if args.allow_unverified else ())
+    bad = [row for row in checks if row["status"] not in allowed]
     if bad:
-        raise FractureEdgeError("; ".join(f"{folder / row['file']}: {row['status']}" for row in bad))
+        raise FractureEdgeError("; ".join(f"{info.folder / row['file']}: {_explain(row['status'])}" for row in bad))
     return 0
+
+
+def _explain(status: str) -> str:
+    if status == "unrecorded":
+        return ("unverified: no bundle.json records its sha256, so predict and bench refuse it without "
+                "--allow-unverified")
+    return status

@@ -16,6 +16,8 @@ ROW_FIELDS = ("path", "label", "probability", "threshold_name", "threshold", "la
 PROGRESS_MIN_FILES = 20  # show a progress bar (on a terminal) from this many files on
 MAX_THREADS = 256        # interpreter threads: more only exhausts the machine
 MAX_BATCH = 256          # images decoded and held in memory at once
+ALLOW_UNVERIFIED_HELP = ("run an artifact that no bundle.json records (a lone file with its embedded bundle); "
+                         "a file that differs from its record is refused anyway")
 
 
 def register(subparsers) -> None:
@@ -26,7 +28,8 @@ def register(subparsers) -> None:
     predict.add_argument("model", metavar="MODEL_OR_RUN", help="run folder, bundle.json, or a .tflite/.onnx artifact")
     predict.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders or glob patterns")
     predict.add_argument("--format", choices=EXPORT_FORMATS, default=None,
-                         help="artifact to use from a run folder (default: tflite-int8 if present)")
+                         help="artifact to use from a run folder (default: the first present of tflite-int8, "
+                              "tflite-fp32, onnx-fp32, tflite-fp16, onnx-int8 that an installed runtime can run)")
     predict.add_argument("--threshold", default=None, metavar="balanced|screening|FLOAT",
                          help="decision threshold: a name from bundle.json or a number in [0, 1] (default: the bundle's)")
     predict.add_argument("--threads", type=int, default=None, metavar="N", help="interpreter threads")
@@ -35,12 +38,14 @@ def register(subparsers) -> None:
     predict.add_argument("--csv", action="store_true", help="CSV with a header row")
     predict.add_argument("--recursive", action="store_true",
                          help="descend into sub-folders (and ** in globs); links to folders are not followed")
+    predict.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
     predict.set_defaults(handler=run_predict)
 
     info = subparsers.add_parser("info", help="show a model's bundle: labels, thresholds, input, metrics, artifacts",
                                  description="Print the bundle and check every artifact's sha256 (exit 1 on a mismatch).")
     info.add_argument("model", metavar="MODEL_OR_RUN", help="run folder, bundle.json, or a .tflite/.onnx artifact")
     info.add_argument("--json", action="store_true", help="print the bundle and the artifact checks as JSON")
+    info.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
     info.set_defaults(handler=run_info)
 
 
@@ -113,6 +118,11 @@ def check_options(args: argparse.Namespace) -> str:
     return "json" if args.json else "csv" if args.csv else "text"
 
 
+def integrity_mode(args: argparse.Namespace) -> str:
+    """The integrity rule the CLI applies (artifacts.INTEGRITY_MODES)."""
+    return "allow-unverified" if getattr(args, "allow_unverified", False) else "require"
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from .classifier import FileFailure, batches, open_classifier
     from .errors import FractureEdgeError
@@ -123,7 +133,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if not paths:
         reasons = "; ".join(f"{shown(p)}: {r}" for p, r in problems)
         raise FractureEdgeError(f"no images to classify ({reasons})")
-    clf = open_classifier(args.model, num_threads=args.threads, threshold=args.threshold, format=args.format)
+    clf = open_classifier(args.model, num_threads=args.threads, threshold=args.threshold, format=args.format,
+                          integrity=integrity_mode(args))
     writer = RowWriter(mode)
     failed = 0
     for arg, reason in problems:
