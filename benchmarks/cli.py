@@ -55,23 +55,43 @@ def options_from_args(args: argparse.Namespace):
 
 
 def handle_bench(args: argparse.Namespace) -> int:
+    from ..edge_runtime.errors import FractureEdgeError
     from .bench import run_bench, write_outputs
     from .gating import GATES_MISSING, gates_module
 
     options = options_from_args(args)
     if options.gate and gates_module() is None:
-        from ..edge_runtime.errors import FractureEdgeError
-
         raise FractureEdgeError(f"--gate: {GATES_MISSING}")
+    prepare_out_dir(options.out_dir())  # before minutes of measuring, not after
     command = "fracture-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = run_bench(options, command=command)
     written = write_outputs(report, options.out_dir(), with_plots=options.plots)
     print(_summary(report, written))
+    if not any(row["status"] == "ok" for row in report["rows"]):
+        raise FractureEdgeError("no row was measured: every requested row failed or was skipped "
+                                f"(reasons in {written[-1] if written else 'the report'})")
     failures = report["gates"]["failures"]
     if options.gate and failures:
         print("fracture-edge: error: fidelity gate failed: " + " | ".join(failures), file=sys.stderr)
         return 3
     return 0
+
+
+def prepare_out_dir(out: str) -> None:
+    """Create the --out folder now; one clear line when it is a file or cannot be created."""
+    from pathlib import Path
+
+    from ..edge_runtime.errors import FractureEdgeError
+
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise FractureEdgeError(f"--out {out}: exists and is not a folder") from None
+    except OSError as exc:
+        raise FractureEdgeError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
+    if not path.is_dir():
+        raise FractureEdgeError(f"--out {out}: exists and is not a folder")
 
 
 def _summary(report: dict, written: list) -> str:
