@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from . import __version__
@@ -53,6 +54,14 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every problem a user can cause ends as one 'fracture-edge: error: ...' line and
+    exit code 1 (2: some files failed, 3: a failed gate or leak); a traceback is a bug to report."""
+    if sys.stderr is None:  # started with stderr closed (`2>&-`): messages go nowhere, the exit code stays
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")
+    if sys.stdout is None:  # started with stdout closed (`>&-`): the results would be lost
+        print("fracture-edge: error: standard output is closed", file=sys.stderr)
+        return 1
+    _tolerate_odd_names(sys.stdout)
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.quiet)
@@ -62,15 +71,42 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         return int(handler(args) or 0)
+    except BrokenPipeError:  # the reader went away (`predict ... | head -1`): stop quietly
+        _silence_stdout()
+        return 1
     except FractureEdgeError as exc:
         print(f"fracture-edge: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except ValueError as exc:  # bad option values, raised with the valid choices listed
         print(f"fracture-edge: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the file system refused something no handler expected: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"fracture-edge: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fracture-edge: interrupted", file=sys.stderr)
         return 130
+
+
+def _tolerate_odd_names(stream) -> None:
+    """File names that are not valid UTF-8 reach Python as surrogates; print them escaped, not crash."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="backslashreplace")
+        except (ValueError, OSError):
+            pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise BrokenPipeError again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is not a real file (tests capture it): nothing will be flushed to a pipe
 
 
 if __name__ == "__main__":
