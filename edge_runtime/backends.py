@@ -6,11 +6,15 @@ naming the extra. Inputs are quantized and outputs dequantized from the tensor d
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Iterator
 
 import numpy as np
 
@@ -79,18 +83,50 @@ def tflite_interpreter_class() -> tuple[type, str]:
     raise missing_extra("ai_edge_litert", "litert", "running a .tflite model")
 
 
+XNNPACK_BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextlib.contextmanager
+def without_delegate_banner() -> Iterator[None]:
+    """LiteRT's C++ core writes XNNPACK_BANNER to fd 2 when it builds its CPU delegate (on the first
+    allocate_tensors), whatever -q or Python logging say. Capture fd 2 around that call and pass every
+    other line through, so real errors still show."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    if saved is None:  # no usable fd 2: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().splitlines(keepends=True) if line.strip() != XNNPACK_BANNER]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 class TfliteBackend:
     """A .tflite model in a LiteRT / tflite_runtime / tf.lite Interpreter."""
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
         interpreter_class, self.runtime = tflite_interpreter_class()
         try:
-            self.interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
-            self.interpreter.allocate_tensors()
+            with without_delegate_banner():
+                self.interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"{path}: {self.runtime} cannot load this model ({exc})") from None
-        self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if not inputs or not outputs:
+            raise ModelLoadError(f"{path}: the model has no input or no output tensor")
+        self._input, self._output = inputs[0], outputs[0]
         self.input_details = self._spec(self._input)
         self.output_details = self._spec(self._output)
         self._batch = int(self._input["shape"][0])
@@ -144,6 +180,8 @@ class OnnxBackend:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own (non-OSError) exception types
             raise ModelLoadError(f"{path}: {self.runtime} cannot load this model ({exc})") from None
+        if not self.session.get_inputs() or not self.session.get_outputs():
+            raise ModelLoadError(f"{path}: the model has no input or no output")
         self.input_details = self._spec(self.session.get_inputs()[0])
         self.output_details = self._spec(self.session.get_outputs()[0])
 
