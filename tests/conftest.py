@@ -1,6 +1,12 @@
 """Shared pytest fixtures (keep generic: several test modules use them)."""
 from __future__ import annotations
 
+import builtins
+import contextlib
+import errno
+import io
+import os
+
 import numpy as np
 import pytest
 
@@ -25,3 +31,90 @@ def draw_synthetic_xray(seed: int, shape: tuple[int, int] = (160, 128)) -> np.nd
 def synthetic_xray():
     """Factory: synthetic_xray(seed, shape=(160, 128)) -> distinct uint8 grayscale image."""
     return draw_synthetic_xray
+
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _under(path, folders) -> bool:
+    """Whether `path` lies strictly inside one of `folders` (string prefix on absolute paths)."""
+    if isinstance(path, int):
+        return False
+    text = os.path.abspath(os.fsdecode(path))
+    return any(text.startswith(folder + os.sep) for folder in folders)
+
+
+@contextlib.contextmanager
+def simulated_unreadable(*folders):
+    """Make folders (and files) behave as chmod 000 does for a normal user, also when the tests run as root
+    (CI): listing such a folder, or looking at or opening anything inside it, or opening such a file,
+    raises PermissionError."""
+    files = [os.path.abspath(f) for f in folders if not os.path.isdir(f)]  # a file: opening it is denied
+    folders = [os.path.abspath(f) for f in folders if os.path.isdir(f)]
+    real = {name: getattr(os, name) for name in ("scandir", "listdir", "stat", "lstat", "access")}
+    real_open = builtins.open
+
+    def denied(path):
+        return PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+
+    def listing(name):
+        def call(path=".", *args, **kwargs):
+            if not isinstance(path, int) and os.path.abspath(os.fsdecode(path)) in folders or _under(path, folders):
+                raise denied(path)
+            return real[name](path, *args, **kwargs)
+        return call
+
+    def looking(name):
+        def call(path, *args, **kwargs):
+            if _under(path, folders):
+                raise denied(path)
+            return real[name](path, *args, **kwargs)
+        return call
+
+    def is_denied_file(path) -> bool:
+        return not isinstance(path, int) and os.path.abspath(os.fsdecode(path)) in files
+
+    def access(path, mode, *args, **kwargs):
+        if _under(path, folders) or is_denied_file(path):
+            return False
+        return real["access"](path, mode, *args, **kwargs)
+
+    def opening(file, *args, **kwargs):
+        if _under(file, folders) or is_denied_file(file):
+            raise denied(file)
+        return real_open(file, *args, **kwargs)
+
+    patch = pytest.MonkeyPatch()
+    for name in ("scandir", "listdir"):
+        patch.setattr(os, name, listing(name))
+    for name in ("stat", "lstat"):
+        patch.setattr(os, name, looking(name))
+    patch.setattr(os, "access", access)
+    patch.setattr(builtins, "open", opening)
+    patch.setattr(io, "open", opening)
+    try:
+        yield
+    finally:
+        patch.undo()
+
+
+@contextlib.contextmanager
+def chmod_unreadable(*folders):
+    """The real thing: chmod 000 (only meaningful for a non-root user), restored afterwards."""
+    modes = {f: os.stat(f).st_mode for f in folders}
+    try:
+        for folder in folders:
+            os.chmod(folder, 0)
+        yield
+    finally:
+        for folder, mode in modes.items():
+            os.chmod(folder, mode)
+
+
+@pytest.fixture(params=["chmod", "simulated"])
+def unreadable(request):
+    """unreadable(*folders): a context manager making folders unreadable: really (chmod 000, skipped as root,
+    which reads them anyway) or simulated (PermissionError from os/open, which works as root too)."""
+    if request.param == "chmod" and IS_ROOT:
+        pytest.skip("running as root: chmod 000 does not stop root from reading; the simulated variant runs")
+    return chmod_unreadable if request.param == "chmod" else simulated_unreadable

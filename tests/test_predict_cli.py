@@ -135,8 +135,10 @@ def test_info_prints_the_bundle_and_checks_hashes(capsys, tmp_path):
 def test_info_on_a_lone_artifact_reads_the_embedded_bundle(capsys, tmp_path):
     lone = tmp_path / "model_int8.tflite"
     shutil.copy(FIXTURES / "model_int8.tflite", lone)
-    code, out, _ = run_cli(capsys, "info", lone)
-    assert code == 0 and "embedded" in out and "positive: fractured" in out
+    code, out, err = run_cli(capsys, "info", lone)  # described, but nothing vouches for its sha256
+    assert code == 1 and "embedded" in out and "positive: fractured" in out and "unverified" in err
+    code, out, _ = run_cli(capsys, "info", lone, "--allow-unverified")
+    assert code == 0 and "embedded" in out and "unrecorded" in out
 
 
 def test_info_on_a_tampered_lone_artifact_checks_the_bundle_beside_it(capsys, tmp_path):
