@@ -92,7 +92,9 @@ def integrity_record(resolved: ResolvedModel) -> tuple[dict | None, str]:
     An embedded bundle cannot hold its own file's hash, so a lone artifact is vouched for by a bundle.json
     beside it that lists the file; every other source is its own bundle's record."""
     if resolved.bundle_source != "embedded":
-        return artifact_record_for(resolved.bundle, resolved.path.name), f"the {resolved.bundle_source} bundle"
+        where = {"run folder": f"the run folder's {BUNDLE_FILENAME}", "bundle.json": f"the {BUNDLE_FILENAME} beside it",
+                 "explicit": "the bundle passed in"}.get(resolved.bundle_source, resolved.bundle_source)
+        return artifact_record_for(resolved.bundle, resolved.path.name), where
     sibling = resolved.path.parent / BUNDLE_FILENAME
     if not lexists(str(sibling)):
         return None, f"no {BUNDLE_FILENAME} beside it"
