@@ -112,10 +112,11 @@ def run_export_command(args) -> int:
     json_path, md_path = write_reports(opts.run_dir, rows, context)
     for row in rows:
         cells = table_cells(row)
-        print(f"{cells[0]:<12} {cells[1]:<14} {cells[2]:>6} MB  F1 {cells[7]}  AUC {cells[8]}  "
-              f"max|dp| {cells[12]}  {cells[13]}")
+        print(f"{cells[0]:<12} {cells[1]:<14} {cells[2]:>6} MB  F1 {cells[8]}  AUC {cells[9]}  "
+              f"max|dp| {cells[13]}  {cells[14]}")
     android_error = (context.get("android_assets") or {}).get("error")
     if android_error:
         print(f"android assets: {android_error}")
-    print(f"report: {md_path} ({json_path.name}); {context['seconds_total']:.0f} s")
+    print(f"report: {md_path} ({json_path.name}); {context['seconds_total']:.0f} s, "
+          f"peak RSS {context['memory']['peak_rss_mb']:.0f} MB")
     return 0 if all(r.ok for r in rows) and not android_error else 1

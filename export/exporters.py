@@ -6,6 +6,7 @@ imported inside the functions that convert.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -41,12 +42,17 @@ class ExportContext:
     qat: object | None = None          # QatOptions: that copy is tuned for int8 first (export/qat.py)
     fold_normalization: bool = True    # ... and reads raw pixels in conv1 (export/stem_fold.py)
     load_tuning: Callable[[], ImageSet] | None = None
+    meter: object | None = None        # footprint.StageMeter: time and memory of each step below
     _cache: dict = field(default_factory=dict, repr=False)
+
+    def _stage(self, name: str):
+        return self.meter.stage(name) if self.meter is not None else contextlib.nullcontext()
 
     def calibration(self) -> ImageSet:
         """Calibration images, loaded once on first use (only int8 formats need them)."""
         if "calibration" not in self._cache:
-            self._cache["calibration"] = self.load_calibration()
+            with self._stage("decode calibration images"):
+                self._cache["calibration"] = self.load_calibration()
         return self._cache["calibration"]
 
     def selection(self) -> ImageSet:
@@ -54,7 +60,9 @@ class ExportContext:
         if "selection" not in self._cache:
             if self.load_selection is None:
                 raise ValueError("no selection images configured")
-            self._cache["selection"] = self.load_selection(self.calibration().paths)
+            calibration_paths = self.calibration().paths
+            with self._stage("decode selection images"):
+                self._cache["selection"] = self.load_selection(calibration_paths)
         return self._cache["selection"]
 
     def selection_reference(self):
@@ -62,7 +70,9 @@ class ExportContext:
         if "selection_probs" not in self._cache:
             from .verify import keras_probs
 
-            self._cache["selection_probs"] = keras_probs(self.model, self.selection().pixels)
+            pixels = self.selection().pixels
+            with self._stage(f"keras reference on selection images ({len(pixels)})"):
+                self._cache["selection_probs"] = keras_probs(self.model, pixels, "keras reference (selection)")
         return self._cache["selection_probs"]
 
     def int8_calibrated(self) -> bytes:
@@ -70,7 +80,9 @@ class ExportContext:
         if "int8_calibrated" not in self._cache:
             from .int8_calibrate import calibrated_model
 
-            self._cache["int8_calibrated"] = calibrated_model(self.int8_tflite_source(), self.calibration().pixels)
+            source, pixels = self.int8_tflite_source(), self.calibration().pixels
+            with self._stage(f"tflite int8 calibration ranges ({len(pixels)} images)"):
+                self._cache["int8_calibrated"] = calibrated_model(source, pixels)
         return self._cache["int8_calibrated"]
 
     def tflite_source(self) -> str:
@@ -82,7 +94,9 @@ class ExportContext:
         if not self.equalize and self.qat is None and not self.fold_normalization:
             return self.model
         if "int8_model" not in self._cache:
-            self._cache["int8_model"], self._cache["int8_facts"] = self._prepare_int8_model()
+            self.calibration()
+            with self._stage("int8 model (equalize, fold the normalization)"):
+                self._cache["int8_model"], self._cache["int8_facts"] = self._prepare_int8_model()
         return self._cache["int8_model"]
 
     def _prepare_int8_model(self) -> tuple[object, dict]:
@@ -144,7 +158,8 @@ class ExportContext:
         if key not in self._cache:
             from .tflite_export import export_saved_model
 
-            self._cache[key] = export_saved_model(model, self._temp_dir("fe-savedmodel-") / "model")
+            with self._stage(f"SavedModel ({key})"):
+                self._cache[key] = export_saved_model(model, self._temp_dir("fe-savedmodel-") / "model")
         return self._cache[key]
 
     def _temp_dir(self, prefix: str) -> Path:
@@ -165,7 +180,8 @@ class ExportContext:
         if "onnx" not in self._cache:
             from .onnx_export import convert_onnx
 
-            self._cache["onnx"] = convert_onnx(self.model, self.contract.size, self.onnx_opset)
+            with self._stage("ONNX conversion (tf2onnx)"):
+                self._cache["onnx"] = convert_onnx(self.model, self.contract.size, self.onnx_opset)
         return self._cache["onnx"]
 
     def onnx_int8_source_bytes(self) -> bytes:
@@ -175,7 +191,9 @@ class ExportContext:
         if "onnx_int8_source" not in self._cache:
             from .onnx_export import convert_onnx
 
-            self._cache["onnx_int8_source"] = convert_onnx(self.int8_model(), self.contract.size, self.onnx_opset)
+            model = self.int8_model()
+            with self._stage("ONNX conversion of the int8 model (tf2onnx)"):
+                self._cache["onnx_int8_source"] = convert_onnx(model, self.contract.size, self.onnx_opset)
         return self._cache["onnx_int8_source"]
 
     def onnx_int8_prepared(self) -> tuple[Path, Path]:
@@ -185,8 +203,10 @@ class ExportContext:
 
             work = self._temp_dir("fe-onnxq-")
             self._cache["onnx_work"] = work
-            (work / "fp32.onnx").write_bytes(self.onnx_int8_source_bytes())
-            prepare_for_quantization(work / "fp32.onnx", work / "prepared.onnx")
+            source = self.onnx_int8_source_bytes()
+            with self._stage("ONNX pre-processing for quantization"):
+                (work / "fp32.onnx").write_bytes(source)
+                prepare_for_quantization(work / "fp32.onnx", work / "prepared.onnx")
         work = self._cache["onnx_work"]
         return work / "prepared.onnx", work / "calibration.json"
 
@@ -195,7 +215,9 @@ class ExportContext:
         from .onnx_export import quantize_onnx
 
         prepared, cache = self.onnx_int8_prepared()
-        return quantize_onnx(prepared, out_path, self.calibration().pixels, self.onnx_reduce_range, exclude, cache)
+        pixels = self.calibration().pixels
+        with self._stage(f"onnx int8 quantization ({'cached ranges' if cache.is_file() else f'{len(pixels)} images'})"):
+            return quantize_onnx(prepared, out_path, pixels, self.onnx_reduce_range, exclude, cache)
 
     def mixed_int8(self, format_name: str) -> "MixedInt8":
         """What the float-prefix search needs for one int8 format (see int8_mixed.py)."""

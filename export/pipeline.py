@@ -24,6 +24,7 @@ from .calibration import (ImageSet, calibration_set, resolve_data_dir, selection
                           tuning_set, verification_set)
 from .compat import check_artifact
 from .exporters import EXPORTERS, ExportContext
+from .footprint import StageMeter, peak_rss_mb, rss_mb
 from .gates import GateResult, Gates
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class ExportRow:
     compat: dict | None = None         # tflite-runtime 2.14 verdict
     facts: dict = field(default_factory=dict)   # quantization parameters, settings, kept_float
     gate: dict | None = None           # GateResult.to_dict()
+    rss_mb: float | None = None        # process RSS when this format was done
+    peak_rss_mb: float | None = None   # process peak RSS when this format was done (all stages so far)
 
     @property
     def ok(self) -> bool:
@@ -86,12 +89,14 @@ class Verifier:
     thresholds: dict
     gates: Gates
     num_threads: int | None = None
+    meter: StageMeter = field(default_factory=StageMeter)
 
     def check(self, format_name: str, path: Path) -> GateResult:
         from .verify import verify_artifact
 
-        return verify_artifact(format_name, path, self.images, self.ref_probs, self.thresholds,
-                               self.gates, self.num_threads)
+        with self.meter.stage(f"{format_name}: verify ({len(self.images)} images)"):
+            return verify_artifact(format_name, path, self.images, self.ref_probs, self.thresholds,
+                                   self.gates, self.num_threads)
 
 
 def load_keras_model(run_dir: Path, size: int):
@@ -130,9 +135,10 @@ def export_one(name: str, ctx: ExportContext, run_dir: Path, bundle: dict, verif
     path = run_dir / fmt.filename
     start = time.perf_counter()
     try:
-        facts = EXPORTERS[name](ctx, path)
-        embed_bundle(path, embedded_bundle(bundle))
-        compat = check_artifact(path, fmt.backend).to_dict()
+        with verifier.meter.stage(f"{name}: export"):
+            facts = EXPORTERS[name](ctx, path)
+            embed_bundle(path, embedded_bundle(bundle))
+            compat = check_artifact(path, fmt.backend).to_dict()
     except Exception as exc:
         log.debug("%s export failed", name, exc_info=True)
         return ExportRow(name, fmt.filename, EXPORT_FAILED, time.perf_counter() - start, error=error_line(exc))
@@ -165,9 +171,11 @@ def export_int8_with_fallback(name: str, ctx: ExportContext, run_dir: Path, bund
     try:
         mixed = ctx.mixed_int8(name)
         selection = ctx.selection()
-        choice = choose_float_prefix(mixed.names, mixed.quantize, mixed.suffix, selection.pixels, selection.labels,
-                                     ctx.selection_reference(), bundle["thresholds"], opts.gates.int8,
-                                     embedded_bundle(bundle), opts.num_threads)
+        reference = ctx.selection_reference()
+        with verifier.meter.stage(f"{name}: float-prefix search ({len(selection)} images)"):
+            choice = choose_float_prefix(mixed.names, mixed.quantize, mixed.suffix, selection.pixels,
+                                         selection.labels, reference, bundle["thresholds"], opts.gates.int8,
+                                         embedded_bundle(bundle), opts.num_threads)
     except Exception as exc:
         log.debug("mixed-precision search failed", exc_info=True)
         return replace(first, error=f"{first.error}; mixed-precision search failed: {error_line(exc)}")
@@ -196,15 +204,22 @@ def quarantine(row: ExportRow, run_dir: Path) -> ExportRow:
     return replace(row, file=f"{REJECTED_DIR}/{row.file}")
 
 
-def load_inputs(opts: ExportOptions, bundle: dict, model) -> tuple[Verifier, Callable, Callable, Callable]:
-    """The verification set with Keras reference probabilities, and lazy calibration, selection and tuning loaders."""
+def load_inputs(opts: ExportOptions, bundle: dict, model,
+                meter: StageMeter | None = None) -> tuple[Verifier, Callable, Callable, Callable]:
+    """The verification set with Keras reference probabilities, and lazy calibration, selection and tuning loaders.
+
+    The verification images are decoded here, once per export, and every format reuses them.
+    """
     from .verify import keras_probs
 
+    meter = meter or StageMeter()
     contract = input_contract(bundle)
     verify_dir = resolve_data_dir(opts.verify_data, bundle, opts.run_dir, "verify")
-    images = verification_set(verify_dir, contract, opts.verify_splits)
-    verifier = Verifier(images, keras_probs(model, images.pixels), bundle["thresholds"], opts.gates,
-                        opts.num_threads)
+    with meter.stage("decode verification images"):
+        images = verification_set(verify_dir, contract, opts.verify_splits)
+    with meter.stage(f"keras reference ({len(images)} images)"):
+        reference = keras_probs(model, images.pixels)
+    verifier = Verifier(images, reference, bundle["thresholds"], opts.gates, opts.num_threads, meter)
 
     def calib_dir() -> Path:
         return resolve_data_dir(opts.calib_data, bundle, opts.run_dir, "calib")
@@ -245,8 +260,10 @@ def export_format(i: int, name: str, ctx: ExportContext, bundle: dict, verifier:
     log.info("[%d/%d] %s: exporting", i, len(opts.formats), name)
     row = export_int8_with_fallback(name, ctx, opts.run_dir, bundle, verifier, opts) if name.endswith("-int8") \
         else export_one(name, ctx, opts.run_dir, bundle, verifier)
-    log.info("[%d/%d] %s: %s (%.0f s export, %.0f s verify)%s", i, len(opts.formats), name, row.status,
-             row.seconds, row.verify_seconds, f": {row.error}" if row.error else "")
+    now = rss_mb()
+    row = replace(row, rss_mb=None if now is None else round(now, 1), peak_rss_mb=round(peak_rss_mb(), 1))
+    log.info("[%d/%d] %s: %s (%.0f s export, %.0f s verify, peak RSS so far %.0f MB)%s", i, len(opts.formats),
+             name, row.status, row.seconds, row.verify_seconds, row.peak_rss_mb, f": {row.error}" if row.error else "")
     return quarantine(row, opts.run_dir)
 
 
@@ -264,18 +281,21 @@ def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
     from .bundle_update import record_export
 
     start = time.perf_counter()
+    meter = StageMeter()
     bundle = load_bundle(opts.run_dir)
-    model = load_keras_model(opts.run_dir, input_contract(bundle).size)
-    verifier, load_calibration, load_selection, load_tuning = load_inputs(opts, bundle, model)
+    with meter.stage("load keras model"):
+        model = load_keras_model(opts.run_dir, input_contract(bundle).size)
+    verifier, load_calibration, load_selection, load_tuning = load_inputs(opts, bundle, model, meter)
     ctx = ExportContext(model, input_contract(bundle), load_calibration, load_selection, opts.onnx_opset,
                         opts.onnx_reduce_range, equalize=opts.equalize, qat=qat_options(opts),
-                        fold_normalization=opts.fold_normalization)
+                        fold_normalization=opts.fold_normalization, meter=meter)
     ctx.load_tuning = lambda: load_tuning(ctx.calibration())
     try:
         rows = [export_format(i, name, ctx, bundle, verifier, opts) for i, name in enumerate(opts.formats, 1)]
     finally:
         ctx.close()
     context = record_export(opts, bundle, rows, verifier.images, time.perf_counter() - start)
+    context["memory"] = meter.to_dict()
     if opts.android_assets:
         try:
             context["android_assets"] = {"copied": copy_android_assets(opts.run_dir, opts.android_assets)}

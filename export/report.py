@@ -9,7 +9,7 @@ from .gates import finite_or_none
 
 REPORT_SCHEMA = "fracture_edge.export_report/1"
 JSON_NAME, MD_NAME = "export_report.json", "export_report.md"
-COLUMNS = ("format", "status", "size MB", "export s", "verify s", "sha256", "tflite-runtime 2.14",
+COLUMNS = ("format", "status", "size MB", "export s", "verify s", "peak RSS MB", "sha256", "tflite-runtime 2.14",
            "F1 keras→artifact", "AUC keras→artifact", "sens", "spec", "agreement", "max |Δprob|", "verdict")
 
 
@@ -31,7 +31,7 @@ def table_cells(row) -> list[str]:
     auc = f"{_num(gate.get('auc_ref'), '.4f')}→{_num(gate.get('auc'), '.4f')}" if gate else "–"
     verdict = "pass" if row.ok else f"FAIL: {row.error}"
     return [row.format, row.status, _num(size, ".2f"), _num(row.seconds, ".0f"), _num(row.verify_seconds, ".0f"),
-            (row.sha256 or "–")[:12], (row.compat or {}).get("verdict", "–"), f1, auc,
+            _num(row.peak_rss_mb, ".0f"), (row.sha256 or "–")[:12], (row.compat or {}).get("verdict", "–"), f1, auc,
             _num(balanced.get("sensitivity"), ".3f"), _num(balanced.get("specificity"), ".3f"),
             _num(balanced.get("agreement"), ".2%"), _num(gate.get("max_abs_dprob"), ".2e"),
             verdict.replace("|", "\\|")]
@@ -49,6 +49,7 @@ def markdown(rows: list, context: dict) -> str:
     lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
     lines += [line for note in mixed_int8_notes(rows) for line in ("", f"**Note:** {note}")]
     lines += ["", "## Details", ""] + [line for r in rows for line in detail_lines(r)]
+    lines += memory_lines(context.get("memory"))
     lines += ["", "Gates: " + "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in lim.items() if v is not None)
                                         for p, lim in context["gates"].items())]
     calibration = context.get("calibration")
@@ -58,6 +59,19 @@ def markdown(rows: list, context: dict) -> str:
     if context.get("android_assets"):
         lines.append(f"Android assets: {context['android_assets']}")
     return "\n".join(lines) + "\n"
+
+
+def memory_lines(memory: dict | None) -> list[str]:
+    """The time and memory of every stage, in the order the stages ended (nested ones first)."""
+    if not memory:
+        return []
+    lines = ["", "## Time and memory per stage", "",
+             f"Process peak RSS {memory['peak_rss_mb']:.0f} MB (the kernel's high-water mark, as `/usr/bin/time -v`"
+             f" reports it); a stage's own peak is sampled every {memory['sampled_every_s']} s.", "",
+             "| stage | within | s | RSS at end MB | stage peak MB | process peak so far MB |", "|---|---|--:|--:|--:|--:|"]
+    lines += [f"| {s['name']} | {s['within'] or '–'} | {s['seconds']:.1f} | {_num(s['rss_end_mb'], '.0f')} | "
+              f"{_num(s['stage_peak_mb'], '.0f')} | {s['process_peak_mb']:.0f} |" for s in memory["stages"]]
+    return lines
 
 
 def detail_lines(row) -> list[str]:
