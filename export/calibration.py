@@ -10,10 +10,12 @@ import numpy as np
 
 from ..edge_runtime.dataset import LABELS, DatasetError, Sample, read_dataset
 from ..edge_runtime.preprocessing import InputContract, load_batch
+from ..edge_runtime.progress import progress
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_SPLITS = ("train", "all")   # never calibrate on val/test images
+DECODE_CHUNK = 64                       # images decoded per step of the progress bar
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,22 @@ def stratified_sample(samples: list[Sample], n: int, seed: int) -> list[Sample]:
 
 
 def load_images(samples: list[Sample], contract: InputContract, source: str) -> ImageSet:
-    """Decode and preprocess samples with THE preprocessing; bad files are reported and skipped."""
-    pixels, kept, failures = load_batch([s.path for s in samples], contract)
+    """Decode and preprocess samples with THE preprocessing, DECODE_CHUNK at a time, straight into one uint8
+    array (never a list of images plus a stacked copy); bad files are reported and skipped."""
+    pixels = np.empty((len(samples), contract.size, contract.size, contract.channels), np.uint8)
+    kept: list[int] = []
+    failures: list[tuple[str, str]] = []
+    batches = [slice(i, min(i + DECODE_CHUNK, len(samples))) for i in range(0, len(samples), DECODE_CHUNK)]
+    for batch in progress(batches, f"decoding {len(samples)} images", len(batches)):
+        decoded, ok, bad = load_batch([s.path for s in samples[batch]], contract)
+        pixels[len(kept):len(kept) + len(ok)] = decoded
+        kept += [batch.start + i for i in ok]
+        failures += bad
     for path, reason in failures:
         log.warning("skipped %s: %s", path, reason)
     labels = np.array([samples[i].target for i in kept], dtype=np.int64)
     paths = tuple(str(samples[i].path) for i in kept)
-    return ImageSet(pixels, labels, paths, tuple(failures), source)
+    return ImageSet(pixels[:len(kept)] if failures else pixels, labels, paths, tuple(failures), source)
 
 
 def training_pool(data: str | os.PathLike) -> tuple[str, list[Sample]]:
