@@ -11,6 +11,7 @@ from pathlib import Path
 from ..edge_runtime.bundle import input_contract, load_bundle
 from ..edge_runtime.formats import FORMATS
 from ..edge_runtime.progress import progress
+from ..export.footprint import peak_rss_mb
 from . import gating, plots, report as report_mod
 from .environment import describe_environment, usable_cores
 from .images import ImageSet, load_images, save_pixels
@@ -55,6 +56,7 @@ def run_bench(options: BenchOptions, command: str = "") -> dict:
         "gates": {"failures": gating.gate_failures(accuracy)},
         "notes": [],
         "wall_s": time.perf_counter() - started,
+        "bench_peak_rss_mb": round(peak_rss_mb(), 1),   # this (parent) process: images, report; not the rows
     }
     report["targets"] = [t.to_dict() for t in evaluate_targets(report)]
     report["notes"] = notes_for(report, options, skipped)

@@ -49,24 +49,26 @@ def load_images(data: str, split: str, contract: InputContract, sample: int = 0)
         samples = dataset.select_split(samples, split, str(data))
     listed = len(samples)
     samples = stratified_sample(samples, sample)
-    arrays, paths, labels, failures = [], [], [], []
+    # one uint8 array filled in place: never a list of images plus a stacked copy of it
+    pixels = np.empty((len(samples), contract.size, contract.size, contract.channels), np.uint8)
+    paths, labels, failures = [], [], []
     t0 = time.perf_counter()
     for s in progress(samples, desc=f"preprocessing {split}", total=len(samples)):
         try:
-            arrays.append(load_model_input(s.path, contract))
+            pixels[len(paths)] = load_model_input(s.path, contract)
         except FractureEdgeError as exc:
             failures.append((str(s.path), str(exc)))
             continue
         paths.append(str(s.path))
         labels.append(s.target)
-    if not arrays:
+    if not paths:
         raise FractureEdgeError(f"{data}: none of the {len(samples)} images of split {split!r} could be read")
     elapsed_ms = (time.perf_counter() - t0) * 1000.0
     for path, reason in failures:
         log.warning("skipped %s", reason if path in reason else f"{path}: {reason}")
     images = ImageSet(paths, np.asarray(labels, dtype=np.int64), failures,
                       elapsed_ms / max(len(samples), 1), split, listed)
-    return images, np.stack(arrays)
+    return images, pixels[:len(paths)]
 
 
 def save_pixels(pixels: np.ndarray, folder: Path) -> Path:

@@ -28,6 +28,30 @@ class Predictor:
     details: dict     # anything worth reporting about how it was configured
 
 
+def import_runtime(job: dict) -> None:
+    """Import the row's runtime library (pinned as the job says) without loading a model: the worker's baseline
+    RSS is taken after this, so 'model RSS' is the model's own share and not the library's."""
+    from ..edge_runtime import backends
+    from ..edge_runtime.formats import FORMATS
+
+    pin_tflite_runtime(job)
+    if job["backend"] == "keras":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras  # noqa: F401 (imports TensorFlow too)
+    elif FORMATS[job["format"]].backend == "tflite":
+        backends.tflite_interpreter_class()
+    else:
+        import onnxruntime  # noqa: F401
+
+
+def pin_tflite_runtime(job: dict) -> None:
+    """Restrict the TFLite interpreter search to the job's runtime (this process only): e.g. legacy tflite-runtime."""
+    from ..edge_runtime import backends
+
+    if job.get("tflite_runtime"):
+        backends.TFLITE_RUNTIMES = tuple(r for r in backends.TFLITE_RUNTIMES if r[1] == job["tflite_runtime"])
+
+
 def load_predictor(job: dict, threads: int) -> Predictor:
     """Build the predictor a job names: backend 'classifier' (tflite/onnx) or 'keras' (with keras_mode)."""
     if job["backend"] == "keras":
@@ -39,11 +63,9 @@ def load_predictor(job: dict, threads: int) -> Predictor:
 
 def load_classifier_predictor(job: dict, threads: int) -> Predictor:
     """The runtime users run (edge_runtime.classifier.Classifier) on one artifact of the run folder."""
-    from ..edge_runtime import backends
     from ..edge_runtime.classifier import Classifier
 
-    if job.get("tflite_runtime"):  # pin the interpreter (this process only): e.g. legacy tflite-runtime
-        backends.TFLITE_RUNTIMES = tuple(r for r in backends.TFLITE_RUNTIMES if r[1] == job["tflite_runtime"])
+    pin_tflite_runtime(job)
     integrity = job.get("integrity", "require")
     if job.get("rejected"):  # quarantined by export: the lone file with its embedded bundle
         verified = verify_rejected(job["artifact"], job["run_dir"], integrity)

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 SCHEMA = "fracture-edge.bench/1"
 REPORT_KEYS = ("schema", "environment", "run", "model", "rows", "accuracy", "gates", "targets", "notes", "wall_s")
 ROW_KEYS = ("label", "format", "status", "reason", "runtime", "threads", "batch", "file_bytes", "load_ms",
-            "first_ms", "latency", "gmacs_per_s", "peak_rss_mb")
+            "first_ms", "latency", "gmacs_per_s", "peak_rss_mb", "model_rss_mb")
 ACCURACY_KEYS = ("label", "format", "status", "reason", "summary", "reference", "vs_reference", "gate")
 
 
@@ -58,8 +58,8 @@ def _size(nbytes) -> str:
 
 def speed_table(rows: list[dict]) -> list[str]:
     lines = ["| row | runtime | threads | batch | size | load ms | first ms | p50 ms | p90 ms | mean ± std ms "
-             "| images/s | GMAC/s | peak RSS MB | status |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+             "| images/s | GMAC/s | runtime RSS MB | model RSS MB | peak RSS MB | status |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for r in rows:
         lat = r.get("latency") or {}
         mean_std = f"{_ms(lat['mean_ms'])} ± {_ms(lat['std_ms'])}" if lat else "–"
@@ -67,8 +67,8 @@ def speed_table(rows: list[dict]) -> list[str]:
             f"| {r['label']} | {r.get('runtime') or '–'} | {r.get('threads') or '–'} | {r.get('batch') or '–'} "
             f"| {_size(r.get('file_bytes'))} | {_ms(r.get('load_ms'))} | {_ms(r.get('first_ms'))} "
             f"| {_ms(lat.get('p50_ms'))} | {_ms(lat.get('p90_ms'))} | {mean_std} "
-            f"| {_num(lat.get('images_per_s'))} | {_num(r.get('gmacs_per_s'), 2)} | {_num(r.get('peak_rss_mb'))} "
-            f"| {r['status']} |")
+            f"| {_num(lat.get('images_per_s'))} | {_num(r.get('gmacs_per_s'), 2)} | {_num(r.get('rss_baseline_mb'))} "
+            f"| {_num(r.get('model_rss_mb'))} | {_num(r.get('peak_rss_mb'))} | {r['status']} |")
     return lines
 
 
@@ -125,7 +125,8 @@ def header(report: dict) -> list[str]:
         f"# fracture-edge bench: {Path(run['run_dir']).name}",
         "",
         f"- **Device**: {device_line(env)}",
-        f"- **Date**: {env.get('date')}; wall time {report['wall_s']:.0f} s; command `{run.get('command', '')}`",
+        f"- **Date**: {env.get('date')}; wall time {report['wall_s']:.0f} s"
+        f"{_bench_peak(report.get('bench_peak_rss_mb'))}; command `{run.get('command', '')}`",
         f"- **Run folder**: `{run['run_dir']}`; input {run.get('input_size')} px",
         f"- **Images**: {run['n_images']} of split `{run['split']}` from `{run['data']}` "
         f"({run['n_failed']} skipped as unreadable{'; a stratified sample' if run.get('sample') else ''}); "
@@ -135,6 +136,11 @@ def header(report: dict) -> list[str]:
         f"- **Model**: {_macs_text(macs)} per image ({model['macs_method']})" if macs else
         f"- **Model**: MACs {model['macs_method']}",
     ]
+
+
+def _bench_peak(peak_mb: float | None) -> str:
+    """'; bench process peak RSS N MB' (the parent holding the images; each row's own memory is in the table)."""
+    return "" if peak_mb is None else f"; bench process peak RSS {peak_mb:.0f} MB (images, report; rows are measured apart)"
 
 
 def _macs_text(macs: int) -> str:
@@ -147,7 +153,11 @@ def render_markdown(report: dict) -> str:
     parts = header(report)
     parts += ["", "## Speed and memory", "",
               "Latency is per call of the runtime's predict on an already preprocessed batch (batch images "
-              "per call); images/s = batch / mean; each row ran in its own process (peak RSS = that process).",
+              "per call); images/s = batch / mean; each row ran in its own process. Memory of that process: "
+              "runtime RSS = with the runtime library imported, before the model; model RSS = after loading the "
+              "model and one inference, minus runtime RSS (the model's own share: weights, arena, input batch); "
+              "peak RSS = the process's own peak while loading and timing the model (what a device must have "
+              "free for it), before the accuracy pass reads every image.",
               "", *speed_table(report["rows"])]
     parts += ["", f"## Accuracy on `{run['split']}` ({run['n_images']} images, batch 1)", "",
               f"Metrics at the balanced threshold; agreement, ΔF1 and ΔAUC against **{report.get('reference') or '–'}**.",

@@ -29,8 +29,9 @@ class BenchRow:
     first_ms: float | None = None
     latency: dict | None = None        # stats.latency_summary: runs, p50_ms, p90_ms, mean_ms, std_ms, images_per_s
     gmacs_per_s: float | None = None
-    peak_rss_mb: float | None = None
-    rss_baseline_mb: float | None = None
+    peak_rss_mb: float | None = None       # the worker process's own peak while running this model
+    rss_baseline_mb: float | None = None   # the worker's RSS with the runtime library imported, no model
+    model_rss_mb: float | None = None      # RSS after load + first inference minus that baseline: the model's share
     details: dict = field(default_factory=dict)   # runtime settings, artifact, tensorflow_loaded
     samples_ms: list = field(default_factory=list)
 
@@ -73,9 +74,17 @@ def speed_row(job: Job, result: dict, macs: int | None) -> BenchRow:
                     first_ms=measured["first_ms"], latency=latency,
                     gmacs_per_s=stats.gmacs_per_s(macs, latency["images_per_s"]),
                     peak_rss_mb=measured["peak_rss_mb"], rss_baseline_mb=result.get("rss_baseline_mb"),
+                    model_rss_mb=model_share(measured.get("rss_loaded_mb"), result.get("rss_baseline_mb")),
                     details={**measured.get("details", {}), "tensorflow_loaded": result.get("tensorflow_loaded"),
                              "shared_process": bool(result.get("shared_process"))},
                     samples_ms=measured["samples_ms"], **base)
+
+
+def model_share(loaded_mb: float | None, baseline_mb: float | None) -> float | None:
+    """RSS after load + first inference minus the runtime's baseline (None when either is unknown)."""
+    if loaded_mb is None or baseline_mb is None:
+        return None
+    return round(loaded_mb - baseline_mb, 1)
 
 
 def skipped_row(skip: Skipped) -> BenchRow:

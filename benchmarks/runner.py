@@ -132,8 +132,8 @@ def run_group(jobs: list[Job], options: BenchOptions, run_dir: Path, images_file
     shared = len(jobs) > 1
     out = []
     for i, (job, measured) in enumerate(zip(jobs, result["measurements"])):
-        if i and measured.get("status") == "ok":
-            measured = {**measured, "load_ms": None}  # the model was loaded once, by the first job
+        if i and measured.get("status") == "ok":  # the model was loaded once, by the first job
+            measured = {**measured, "load_ms": None, "rss_loaded_mb": None}
         out.append({**result, "measurements": [measured], "shared_process": shared,
                     "accuracy": result["accuracy"] if job.accuracy else None})
     return out

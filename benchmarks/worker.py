@@ -1,17 +1,20 @@
 """One benchmark subprocess: `python -m fracture_edge.benchmarks.worker RESULT.json` reads a JSON job on stdin.
 
-Each artifact runs in a fresh process so its peak RSS (getrusage ru_maxrss) holds only that model.
+Each artifact runs in a fresh process so its memory figures hold only that model and its runtime.
 The job names the artifact, the measurements (threads, batch), warm-up/runs/time budget, and where the
 preprocessed images are (.npy, uint8 N x S x S x 3). The result is written atomically to RESULT.json:
-runtime, baseline RSS, per measurement load/first-inference time, latency samples, peak RSS, and the
-probabilities of the accuracy pass (batch 1, after the latency measurements so the images do not
-inflate the memory figures).
+runtime, the runtime's baseline RSS (its library imported, no model), per measurement load/first-inference
+time, the RSS after load and first inference (minus the baseline: the model's own share), latency samples,
+the process's peak RSS, and the probabilities of the accuracy pass (batch 1, after the latency
+measurements so the images do not inflate the memory figures).
+
+Peak RSS is this process's own high-water mark (VmHWM), not getrusage's ru_maxrss: a child's
+ru_maxrss starts at its parent's peak, so every row used to show the bench process's 389.6 MB.
 """
 from __future__ import annotations
 
 import json
 import logging
-import resource
 import sys
 import time
 import traceback
@@ -19,6 +22,7 @@ import traceback
 import numpy as np
 
 from ..edge_runtime import atomic
+from ..export.footprint import peak_rss_mb as _peak_rss_mb, rss_mb as _rss_mb
 
 log = logging.getLogger("fracture_edge.benchmarks.worker")
 
@@ -26,9 +30,14 @@ MIN_RUNS = 5  # a time budget never cuts a measurement below this many timed run
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MiB (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0), 1)
+    """This process's own peak resident set size so far, in MiB."""
+    return round(_peak_rss_mb(), 1)
+
+
+def rss_mb() -> float | None:
+    """This process's resident set size now, in MiB (None where /proc is missing)."""
+    now = _rss_mb()
+    return None if now is None else round(now, 1)
 
 
 def time_calls(predict, pixels: np.ndarray, count: int, budget_s: float, min_count: int = 0) -> list[float]:
@@ -62,6 +71,7 @@ def run_measurement(job: dict, images: np.ndarray, threads: int, batch: int) -> 
     t0 = time.perf_counter()
     predictor.predict(pixels)
     record["first_ms"] = (time.perf_counter() - t0) * 1000.0
+    record["rss_loaded_mb"] = rss_mb()   # model loaded and run once (its arena allocated), input batch included
     budget = float(job.get("budget_s", 60.0))
     warm = time_calls(predictor.predict, pixels, int(job["warmup"]), budget / 4.0)
     samples = time_calls(predictor.predict, pixels, int(job["runs"]), budget, MIN_RUNS)
@@ -83,8 +93,14 @@ def run_job(job: dict) -> dict:
     Measurements may override job fields (threads, batch, keras_mode); one flagged 'accuracy' keeps
     its predictor for the accuracy pass, which runs last so the images never count in peak RSS.
     """
+    from .predictors import import_runtime
+
     images = np.load(job["images"], mmap_mode="r")
-    result = {"rss_baseline_mb": peak_rss_mb(), "measurements": [], "accuracy": None}
+    try:
+        import_runtime(job)
+    except Exception:  # the measurement below fails with the reason
+        log.debug("runtime import failed:\n%s", traceback.format_exc())
+    result = {"rss_baseline_mb": rss_mb(), "measurements": [], "accuracy": None}
     predictor_for_accuracy, wants_accuracy = None, False
     for spec in job["measurements"]:
         wants_accuracy = wants_accuracy or bool(spec.get("accuracy"))

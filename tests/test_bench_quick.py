@@ -1,6 +1,8 @@
 """`fracture-edge bench --quick` end to end on the tiny fixture models (no TensorFlow needed)."""
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,7 @@ def test_quick_bench_succeeds_and_measures_every_present_artifact(quick_bench):
     for row in data["rows"]:
         if row["status"] == "ok":
             assert row["latency"]["runs"] >= 5 and row["peak_rss_mb"] > 0 and row["load_ms"] > 0
+            assert 0 < row["rss_baseline_mb"] < row["peak_rss_mb"] and row["model_rss_mb"] is not None
             assert row["runtime"]
             assert row["details"]["tensorflow_loaded"] is False  # the device path never imports TensorFlow
 
@@ -130,3 +133,11 @@ def test_run_folder_without_bundle_is_one_clear_error(tmp_path, capsys):
     code = main(["bench", str(tmp_path), "--data", str(tmp_path), "--quick"])
     assert code != 0
     assert "bundle.json" in capsys.readouterr().err
+
+
+def test_a_worker_reports_its_own_peak_not_its_parents():
+    """ru_maxrss of a child starts at its parent's peak (all rows once read 389.6 MB): the worker must not use it."""
+    ballast = np.ones(300 * 2 ** 20 // 8)  # this (parent) process now holds 300 MB more
+    code = "from fracture_edge.benchmarks.worker import peak_rss_mb; print(peak_rss_mb())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert ballast.sum() > 0 and float(child.stdout) < 150
