@@ -52,19 +52,75 @@ def plot_pareto(report: dict, plt):
     if not points:
         return None
     front = set(stats.pareto_front([(lat, f1) for _, lat, f1 in points]))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (label, lat, f1) in enumerate(points):
-        ax.scatter(lat, f1, s=60, marker="o" if i in front else "x", color="C0" if i in front else "C3")
-        ax.annotate(label, (lat, f1), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (_, lat, f1) in enumerate(points):
+        ax.scatter(lat, f1, s=60, marker="o" if i in front else "x", color="C0" if i in front else "C3", zorder=3)
     front_pts = sorted((points[i][1], points[i][2]) for i in front)
     ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], "--", color="C0", alpha=0.6, label="Pareto front")
+    ax.scatter([], [], marker="x", color="C3", label="dominated (slower and no better F1)")
     _log_ms_axis(ax)
+    _pad_limits(ax, [lat for _, lat, _ in points], [f1 for _, _, f1 in points])
     ax.set_xlabel("p50 latency, batch 1 (ms, log scale)")
     ax.set_ylabel("F1 at the balanced threshold")
     ax.set_title("Latency vs F1 (up and left is better)")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)
+    place_labels(ax, [(label, lat, f1) for label, lat, f1 in points])
     return fig
+
+
+def _pad_limits(ax, xs: list[float], ys: list[float]) -> None:
+    """Room around the points for their labels: 35 % of a decade on the log x axis, 25 % of the F1 span."""
+    import math
+
+    low, high = math.log10(min(xs)), math.log10(max(xs))
+    ax.set_xlim(10 ** (low - 0.35), 10 ** (high + 0.35))
+    span = max(max(ys) - min(ys), 0.004)
+    ax.set_ylim(min(ys) - 0.25 * span, max(ys) + 0.25 * span)
+
+
+# label offsets in points, tried in this order: beside the point, then further up and down
+_RIGHT = [(7, 4), (7, -13)] + [(7, dy) for step in range(1, 8) for dy in (4 + 11 * step, -13 - 11 * step)]
+_LEFT = [(-dx, dy) for dx, dy in _RIGHT]
+_NEAR_PX = 45   # a neighbour this close on the right sends a label to the left first
+
+
+def place_labels(ax, points: list[tuple[str, float, float]], fontsize: int = 8) -> None:
+    """Annotate each (label, x, y) where its text overlaps no marker and no other label and stays inside the axes.
+
+    A point with a close neighbour on its right is labelled on its left first; every label has a thin
+    leader line to its point, so a label moved up or down still names the right one. Text extents
+    are measured with the figure's renderer.
+    """
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    renderer = ax.figure.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    pixels = [ax.transData.transform((x, y)) for _, x, y in points]
+    obstacles = [Bbox.from_extents(px - 6, py - 6, px + 6, py + 6) for px, py in pixels]
+
+    def annotate(label, x, y, dx, dy):
+        text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                           ha="left" if dx > 0 else "right", va="bottom" if dy > 0 else "top",
+                           arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6, "shrinkA": 1, "shrinkB": 5})
+        text.get_window_extent(renderer)  # lays the annotation out; the box below is the text alone, no leader line
+        return text, Text.get_window_extent(text, renderer).expanded(1.04, 1.1)
+
+    for i in sorted(range(len(points)), key=lambda i: (-points[i][2], points[i][1])):
+        label, x, y = points[i]
+        px, py = pixels[i]
+        crowded_right = any(0 < qx - px < _NEAR_PX and abs(qy - py) < 12 for qx, qy in pixels)
+        candidates = _LEFT + _RIGHT if crowded_right else _RIGHT + _LEFT
+        for dx, dy in candidates:
+            text, box = annotate(label, x, y, dx, dy)
+            fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+            if fits and not any(box.overlaps(other) for other in obstacles):
+                break
+            text.remove()
+        else:  # nowhere free: the first place, overlapping, rather than no label
+            text, box = annotate(label, x, y, *candidates[0])
+        obstacles.append(box)
 
 
 def plot_roc(report: dict, plt):

@@ -153,6 +153,37 @@ def test_plots_are_written_when_matplotlib_is_installed(tmp_path):
     assert all(p.stat().st_size > 1000 for p in written)
 
 
+def test_pareto_labels_neither_overlap_nor_leave_the_axes():
+    """The FracAtlas case: fp32 TFLite and ONNX at the same F1 and nearly the same latency, keras (eager) far right."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    from fracture_edge.benchmarks import plots
+
+    points = [("tflite-fp32", 61.2, 0.6425), ("onnx-fp32", 65.9, 0.6425), ("keras (tf.function)", 87.2, 0.6425),
+              ("keras (predict)", 164.2, 0.6425), ("keras (eager)", 411.3, 0.6425), ("tflite-fp16", 70.9, 0.6495),
+              ("tflite-int8 (rejected)", 23.3, 0.6432), ("onnx-int8 (rejected)", 30.5, 0.6439)]
+    report = {"accuracy": [{"label": label, "status": "ok", "summary": {"balanced": {"f1": f1}}}
+                           for label, _, f1 in points if not label.startswith("keras")]
+                          + [{"label": "keras (tf.function)", "status": "ok", "summary": {"balanced": {"f1": 0.6425}}}],
+              "rows": [{"label": label, "format": "keras" if label.startswith("keras") else label, "status": "ok",
+                        "batch": 1, "threads": 2, "latency": {"p50_ms": p50}} for label, p50, _ in points]}
+    fig = plots.plot_pareto(report, plt)
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = {t.get_text(): Text.get_window_extent(t, renderer) for t in ax.texts}
+    assert set(boxes) == {label for label, _, _ in points}
+    inside = ax.get_window_extent(renderer)
+    for name, box in boxes.items():
+        assert inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1), name
+        assert not [other for other, b in boxes.items() if other != name and b.overlaps(box)], name
+    plt.close(fig)
+
+
 def test_plan_adds_tflite_runtime_rows_and_skips_keras_without_tensorflow(tmp_path, monkeypatch):
     from fracture_edge.benchmarks import runner
     from fracture_edge.benchmarks.options import BenchOptions

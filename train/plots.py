@@ -74,16 +74,19 @@ def plot_roc_pr(plt, splits: dict, probs: dict, thresholds: dict, path: Path) ->
 
 
 def plot_confusions(plt, split, probs: np.ndarray, thresholds: dict, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    """Both thresholds side by side; counts in white on dark cells, the class names only on the left axis."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.2), constrained_layout=True)
     for ax, tname in zip(axes, ("balanced", "screening")):
         c = confusion(split.targets, probs, thresholds[tname])
         matrix = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
-        ax.imshow(matrix, cmap="Blues")
+        ax.imshow(matrix, cmap="Blues", vmin=0)
         for (i, j), v in np.ndenumerate(matrix):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=13)
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=13,
+                    color="white" if v > matrix.max() / 2 else "black")
         ax.set_xticks([0, 1], ["not_fractured", "fractured"])
-        ax.set_yticks([0, 1], ["not_fractured", "fractured"])
-        ax.set(title=f"{split.name}: {tname} (t={thresholds[tname]:.3f})", xlabel="predicted", ylabel="true")
+        ax.set_yticks([0, 1], ["not_fractured", "fractured"] if ax is axes[0] else ["", ""])
+        ax.set(title=f"{split.name}: {tname} (t={thresholds[tname]:.3f})", xlabel="predicted",
+               ylabel="true" if ax is axes[0] else "")
     _save(fig, path)
     plt.close(fig)
 
