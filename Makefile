@@ -5,8 +5,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The legacy tflite-runtime 2.14 needs numpy<2, so it never shares .venv (TensorFlow 2.21 needs numpy>=2):
+# its own venv lets `bench --worker-python tflite-runtime=...` (and its slow test) put its rows in the same table.
+# Its wheels exist for CPython 3.8-3.11; with another $(PYTHON), pass TFLR_PYTHON=python3.11 (else the test skips).
+TFLR_PYTHON ?= $(PYTHON)
+TFLR_VENV ?= .venv-tflite-runtime
 
-.PHONY: venv demo test test-fast clean
+.PHONY: venv tflite-runtime-venv demo test test-fast clean
 
 venv: $(VENV)/.installed
 
@@ -16,14 +21,24 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $@
 
+tflite-runtime-venv: $(TFLR_VENV)/.installed
+
+$(TFLR_VENV)/.installed: pyproject.toml
+	rm -rf $(TFLR_VENV)
+	$(TFLR_PYTHON) -m venv $(TFLR_VENV)
+	$(TFLR_VENV)/bin/python -m pip install --quiet "numpy<2" tflite-runtime pillow \
+	  && $(TFLR_VENV)/bin/python -m pip install --quiet --no-deps -e . \
+	  || echo "tflite-runtime could not be installed for $$($(TFLR_PYTHON) --version 2>&1)" > $(TFLR_VENV)/UNAVAILABLE
+	touch $@
+
 demo: venv
 	$(BIN)/fracture-edge demo
 
-test: venv
+test: venv tflite-runtime-venv
 	$(BIN)/python -m pytest
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow and not android"
 
 clean:
-	rm -rf $(VENV) runs/demo .pytest_cache
+	rm -rf $(VENV) $(TFLR_VENV) runs/demo .pytest_cache

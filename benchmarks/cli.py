@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     parser.add_argument("--allow-unverified", action="store_true",
                         help="measure artifacts that no bundle.json (or, for rejected ones, no export report) "
                              "records; a file that differs from its record is refused anyway")
+    parser.add_argument("--worker-python", action="append", metavar="RUNTIME=PYTHON",
+                        help="also run each .tflite artifact with TFLite runtime RUNTIME (tflite-runtime) under this "
+                             "Python, e.g. a venv with numpy<2 and tflite-runtime (rows '<format> (RUNTIME)'); repeatable")
     parser.add_argument("--gate", action="store_true",
                         help="exit non-zero when a compressed artifact breaks the fidelity gates")
     parser.set_defaults(handler=handle_bench)
@@ -44,14 +47,15 @@ def register(subparsers) -> None:
 def options_from_args(args: argparse.Namespace):
     """BenchOptions from parsed flags (unknown values raise ValueError listing valid choices)."""
     from ..edge_runtime.formats import parse_formats
-    from .options import BenchOptions, default_threads, parse_int_list
+    from .options import BenchOptions, default_threads, parse_int_list, parse_worker_pythons
 
     threads = parse_int_list(args.threads, "--threads") if args.threads else default_threads()
     return BenchOptions(run=args.run, data=args.data, split=args.split, formats=parse_formats(args.formats),
                         threads=threads, batches=parse_int_list(args.batch, "--batch"), warmup=args.warmup,
                         runs=args.runs, sample=args.sample, budget_s=args.budget, out=args.out,
                         gate=args.gate, quick=args.quick, plots=not args.no_plots,
-                        include_rejected=args.include_rejected, allow_unverified=args.allow_unverified)
+                        include_rejected=args.include_rejected, allow_unverified=args.allow_unverified,
+                        worker_pythons=parse_worker_pythons(args.worker_python))
 
 
 def handle_bench(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from ..edge_runtime.formats import FORMATS
 
 MAX_THREADS = MAX_BATCH = 256   # as predict: more only exhausts the machine
+WORKER_RUNTIMES = ("tflite-runtime", "ai-edge-litert")   # TFLite runtimes a --worker-python row may pin
 QUICK = {"warmup": 2, "runs": 10, "sample": 24, "budget_s": 5.0}
 
 
@@ -37,6 +38,7 @@ class BenchOptions:
     plots: bool = True
     include_rejected: bool = False             # also measure artifacts export quarantined in RUN/rejected/
     allow_unverified: bool = False             # run artifacts no bundle.json / export report records (the integrity rule)
+    worker_pythons: tuple[tuple[str, str], ...] = ()  # (TFLite runtime, python): extra rows run under that Python
 
     def __post_init__(self) -> None:
         for name in self.formats:
@@ -48,6 +50,11 @@ class BenchOptions:
             raise ValueError(f"--batch must be integers from 1 to {MAX_BATCH}, got {self.batches}")
         if self.warmup < 0 or self.runs < 1 or self.sample < 0 or self.budget_s <= 0:
             raise ValueError("--warmup and --sample must be >= 0, --runs >= 1 and the budget positive")
+        for runtime, python in self.worker_pythons:
+            if runtime not in WORKER_RUNTIMES:
+                raise ValueError(f"--worker-python: unknown runtime {runtime!r}; valid: {', '.join(WORKER_RUNTIMES)}")
+            if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+                raise ValueError(f"--worker-python {runtime}={python}: not an executable file")
 
     def resolved(self) -> "BenchOptions":
         """These options with --quick's smaller workload applied (explicit values that are smaller win)."""
@@ -68,7 +75,19 @@ class BenchOptions:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["formats"], d["threads"], d["batches"] = list(self.formats), list(self.threads), list(self.batches)
+        d["worker_pythons"] = dict(self.worker_pythons)
         return d
+
+
+def parse_worker_pythons(values: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """['tflite-runtime=/venv/bin/python'] -> (('tflite-runtime', '/venv/bin/python'),); a bad item raises ValueError."""
+    pairs = []
+    for value in values or ():
+        runtime, sep, python = value.partition("=")
+        if not sep or not runtime.strip() or not python.strip():
+            raise ValueError(f"--worker-python must be RUNTIME=PYTHON (e.g. tflite-runtime=venv/bin/python), got {value!r}")
+        pairs.append((runtime.strip(), python.strip()))
+    return tuple(pairs)
 
 
 def parse_int_list(text: str, what: str) -> tuple[int, ...]:

@@ -76,6 +76,7 @@ def speed_row(job: Job, result: dict, macs: int | None) -> BenchRow:
                     peak_rss_mb=measured["peak_rss_mb"], rss_baseline_mb=result.get("rss_baseline_mb"),
                     model_rss_mb=model_share(measured.get("rss_loaded_mb"), result.get("rss_baseline_mb")),
                     details={**measured.get("details", {}), "tensorflow_loaded": result.get("tensorflow_loaded"),
+                             "python": result.get("python"),
                              "shared_process": bool(result.get("shared_process"))},
                     samples_ms=measured["samples_ms"], **base)
 

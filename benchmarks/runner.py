@@ -33,6 +33,7 @@ class Job:
     accuracy: bool = False  # this job also runs the accuracy pass (one job per format)
     tflite_runtime: str | None = None  # pin the TFLite interpreter by distribution name (extra rows)
     rejected: bool = False  # the artifact failed its export gate; loaded from RUN/rejected/ with its embedded bundle
+    python: str | None = None  # the worker's interpreter (--worker-python), e.g. a venv holding tflite-runtime
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,14 @@ def extra_tflite_runtimes() -> tuple[str, ...]:
     return ("tflite-runtime",) if both else ()
 
 
+def runtime_rows(options: BenchOptions) -> dict[str, str | None]:
+    """Extra TFLite runtimes to measure -> the Python that runs their worker (None: this one). --worker-python
+    wins over a runtime installed here, so `tflite-runtime`, which needs numpy<2, gets its rows from its own venv."""
+    rows: dict[str, str | None] = {dist: None for dist in extra_tflite_runtimes()}
+    rows.update(dict(options.worker_pythons))
+    return rows
+
+
 def plan_jobs(options: BenchOptions, run_dir: Path, have_tf: bool | None = None) -> tuple[list[Job], list[Skipped]]:
     """One job per (row, threads, batch); missing artifacts and unavailable runtimes become Skipped rows."""
     have_tf = tensorflow_available() if have_tf is None else have_tf
@@ -77,8 +86,9 @@ def plan_jobs(options: BenchOptions, run_dir: Path, have_tf: bool | None = None)
         else:
             jobs += _format_jobs(name, str(artifact), options)
             if fmt.backend == "tflite":
-                jobs += [replace(job, label=f"{name} ({dist})", tflite_runtime=dist)
-                         for dist in extra_tflite_runtimes() for job in _format_jobs(name, str(artifact), options)]
+                jobs += [replace(job, label=f"{name} ({dist})", tflite_runtime=dist, python=python)
+                         for dist, python in runtime_rows(options).items()
+                         for job in _format_jobs(name, str(artifact), options)]
     return jobs, skipped
 
 
@@ -126,7 +136,7 @@ def run_group(jobs: list[Job], options: BenchOptions, run_dir: Path, images_file
                "warmup": options.warmup, "runs": options.runs, "budget_s": options.budget_s,
                "measurements": [{"label": j.label, "threads": j.threads, "batch": j.batch,
                                  "keras_mode": j.keras_mode, "accuracy": j.accuracy} for j in jobs]}
-    result = _run_worker(payload, workdir / f"result-{index:03d}.json", options.job_timeout_s)
+    result = _run_worker(payload, workdir / f"result-{index:03d}.json", options.job_timeout_s, first.python)
     if result.get("worker_failed"):
         return [result] * len(jobs)
     shared = len(jobs) > 1
@@ -139,8 +149,8 @@ def run_group(jobs: list[Job], options: BenchOptions, run_dir: Path, images_file
     return out
 
 
-def _run_worker(payload: dict, result_file: Path, timeout_s: float) -> dict:
-    command = [sys.executable, "-m", WORKER_MODULE, str(result_file)]
+def _run_worker(payload: dict, result_file: Path, timeout_s: float, python: str | None = None) -> dict:
+    command = [python or sys.executable, "-m", WORKER_MODULE, str(result_file)]
     try:
         proc = subprocess.run(command, input=json.dumps(payload), capture_output=True, text=True,
                               timeout=timeout_s)

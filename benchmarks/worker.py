@@ -115,6 +115,7 @@ def run_job(job: dict) -> dict:
     if wants_accuracy:
         result["accuracy"] = _accuracy_or_failure(predictor_for_accuracy, images)
     result["tensorflow_loaded"] = "tensorflow" in sys.modules  # a device row must never need TensorFlow
+    result["python"] = {"version": sys.version.split()[0], "executable": sys.executable, "numpy": np.__version__}
     return result
 
 
