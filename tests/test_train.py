@@ -106,3 +106,24 @@ def test_batchnorm_statistics_are_estimated_from_the_images():
     bn = model.get_layer("conv1_bn")
     assert np.allclose(bn.moving_mean.numpy(), expected, rtol=1e-3, atol=1e-4)
     assert bn.momentum == pytest.approx(0.99)  # restored
+
+
+def test_eval_shifts_scores_each_named_shift_with_intervals(trained_run, synthetic_data, capsys):
+    code = main(["eval", str(trained_run), "--data", str(synthetic_data), "--shifts", "invert,hflip", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert list(result["shifts"]) == ["invert", "hflip"] and result["n"] == 12
+    for row in result["shifts"].values():
+        assert row["auc"]["ci_low"] <= row["auc"]["value"] <= row["auc"]["ci_high"]
+        assert "p_value" in row["delta_vs_clean"]
+    assert result["worst"]["shift"] in ("invert", "hflip")
+    for suffix in ("json", "md", "png"):
+        assert (trained_run / f"shifts_keras_test.{suffix}").is_file()
+    assert "| invert |" in (trained_run / "shifts_keras_test.md").read_text()
+
+
+def test_eval_shifts_rejects_an_unknown_shift(trained_run, synthetic_data, capsys):
+    code = main(["eval", str(trained_run), "--data", str(synthetic_data), "--shifts", "sepia"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "unknown shift(s) sepia" in err and "Traceback" not in err

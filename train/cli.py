@@ -81,16 +81,37 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--split", default="test", help="train | val | test")
     p.add_argument("--format", default="keras", choices=list(FORMATS), help="which artifact to score")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--shifts", nargs="?", const="all", metavar="NAMES",
+                   help="score the split under acquisition shifts (all, or a comma list such as invert,jpeg-30); "
+                        "writes RUN/shifts_<format>_<split>.{json,md,png}")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random shifts and of the bootstrap CIs")
     p.set_defaults(handler=_run_eval)
 
 
 def _run_eval(args) -> int:
     if args.format == "keras":
         _require_tensorflow("evaluating the Keras model")
+    if args.shifts:
+        return _run_shift_eval(args)
     from .evaluate import evaluate_run, format_metrics_lines
 
     result = evaluate_run(args.run, args.data, args.split, args.format)
     print(json.dumps(result, indent=2) if args.json else "\n".join(format_metrics_lines(result)))
+    return 0
+
+
+def _run_shift_eval(args) -> int:
+    from ..edge_runtime.errors import FractureEdgeError
+    from ..edge_runtime.shifts import shift_names
+    from .shift_eval import evaluate_shifts, shift_table_lines
+
+    names = shift_names() if args.shifts == "all" else tuple(n.strip() for n in args.shifts.split(",") if n.strip())
+    unknown = [n for n in names if n not in shift_names()]
+    if unknown or not names:
+        raise FractureEdgeError(f"--shifts: unknown shift(s) {', '.join(unknown) or '(none given)'}; "
+                                f"valid: {', '.join(shift_names())}")
+    result = evaluate_shifts(args.run, args.data, args.split, args.format, names, args.seed)
+    print(json.dumps(result, indent=2) if args.json else "\n".join(shift_table_lines(result)))
     return 0
 
 

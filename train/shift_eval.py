@@ -1,0 +1,130 @@
+"""`fracture-edge eval --shifts`: one AUC (with its 95 % CI) per named acquisition shift of a split.
+
+The split is decoded once; each shift is applied to the model inputs (edge_runtime/shifts.py) and
+scored by the requested format, Keras or an exported artifact through the edge runtime. Written to
+RUN/shifts_<format>_<split>.{json,md,png}.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..edge_runtime import atomic
+from ..edge_runtime.bundle import input_contract, load_bundle
+from ..edge_runtime.confidence import auc_ci, format_ci, paired_auc_difference
+from ..edge_runtime.dataset import read_dataset, require_both_classes, select_split
+from ..edge_runtime.errors import FractureEdgeError
+from ..edge_runtime.formats import get_format
+from ..edge_runtime.progress import progress
+from ..edge_runtime.shifts import apply_shift, shift_names
+from .activations import load_split
+
+log = logging.getLogger(__name__)
+
+
+def scorer(run: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A function uint8 model inputs -> P(fractured), loading the model once."""
+    if fmt == "keras":
+        import keras
+
+        from ..export.verify import keras_probs
+
+        path = run / get_format("keras").filename
+        if not path.is_file():
+            raise FractureEdgeError(f"{path}: Keras model not found in the run folder")
+        model = keras.models.load_model(path, compile=False)
+        return lambda pixels: keras_probs(model, pixels, "keras")
+    from ..edge_runtime.classifier import Classifier
+    from ..export.verify import RUNTIME_CHUNK, chunks
+
+    classifier = Classifier(run, format=fmt)
+    return lambda pixels: np.concatenate([classifier.predict_pixels(pixels[s])
+                                          for s in chunks(len(pixels), RUNTIME_CHUNK)])
+
+
+def evaluate_shifts(run_dir: str, data: str | None, split: str = "test", fmt: str = "keras",
+                    names: tuple[str, ...] | None = None, seed: int = 0, resamples: int = 2000) -> dict:
+    """AUC + 95 % CI on the clean split and under every shift; the worst and the mean; files written to RUN."""
+    started = time.perf_counter()
+    run = Path(run_dir)
+    bundle = load_bundle(run)
+    get_format(fmt)
+    names = tuple(names or shift_names())
+    source = data or bundle.get("data", {}).get("source")
+    if not source:
+        raise FractureEdgeError(f"{run}: bundle has no data source; pass --data DIR")
+    samples = select_split(read_dataset(source), split, source)
+    require_both_classes(samples, f"{source} [{split}]")
+    loaded = load_split(split, samples, input_contract(bundle))
+    score, y = scorer(run, fmt), loaded.targets
+    clean = score(loaded.pixels)
+    rows = {}
+    for name in progress(names, desc=f"shifts ({fmt})", total=len(names)):
+        probs = score(apply_shift(name, loaded.pixels, seed))
+        rows[name] = {"auc": auc_ci(y, probs, resamples, seed),
+                      "delta_vs_clean": paired_auc_difference(y, clean, probs, resamples, seed)}
+    aucs = {name: row["auc"]["value"] for name, row in rows.items()}
+    worst = min(aucs, key=aucs.get) if aucs else None
+    result = {"run": str(run), "format": fmt, "data": str(source), "split": split, "n": int(y.size),
+              "n_positive": int(y.sum()), "seed": seed, "clean": auc_ci(y, clean, resamples, seed), "shifts": rows,
+              "worst": {"shift": worst, "auc": aucs[worst]} if worst else None,
+              "mean_auc": float(np.mean(list(aucs.values()))) if aucs else None,
+              "skipped_unreadable": [list(f) for f in loaded.failures],
+              "seconds": round(time.perf_counter() - started, 1)}
+    stem = run / f"shifts_{fmt}_{split}"
+    atomic.write_json(stem.with_suffix(".json"), result)
+    atomic.write_text(stem.with_suffix(".md"), "\n".join(shift_table_lines(result)) + "\n")
+    plot_shifts(result, stem.with_suffix(".png"))
+    return result
+
+
+def shift_table_lines(result: dict) -> list[str]:
+    """Markdown: one row per shift, AUC (95 % CI) and the paired change against the clean images."""
+    lines = [f"# Shift suite: {result['format']} on {result['split']} (n={result['n']}, "
+             f"fractured {result['n_positive']}, seed {result['seed']})", "",
+             "| shift | AUC (95 % CI) | change vs clean (95 % CI) | p |", "|---|---|---|---|",
+             f"| clean | {format_ci(result['clean'])} | | |"]
+    for name, row in result["shifts"].items():
+        delta = row["delta_vs_clean"]
+        lines.append(f"| {name} | {format_ci(row['auc'])} | {delta['value']:+.3f} "
+                     f"({delta['ci_low']:+.3f} to {delta['ci_high']:+.3f}) | {delta['p_value']:.3f} |")
+    if result["worst"]:
+        lines += ["", f"Worst: {result['worst']['shift']} (AUC {result['worst']['auc']:.3f}); "
+                      f"mean over {len(result['shifts'])} shifts: {result['mean_auc']:.3f}."]
+    return lines
+
+
+def plot_shifts(result: dict, path: Path) -> None:
+    """Horizontal bars: AUC per shift with its CI, the clean AUC and its CI as a band."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib not installed: no shift plot")
+        return
+    names = list(result["shifts"])[::-1]
+    values = np.array([result["shifts"][n]["auc"]["value"] for n in names])
+    low = values - np.array([result["shifts"][n]["auc"]["ci_low"] for n in names])
+    high = np.array([result["shifts"][n]["auc"]["ci_high"] for n in names]) - values
+    clean = result["clean"]
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(names) + 1.6))
+    ax.axvspan(clean["ci_low"], clean["ci_high"], color="tab:green", alpha=0.15, label="clean 95 % CI")
+    ax.axvline(clean["value"], color="tab:green", lw=1.5, label=f"clean AUC {clean['value']:.3f}")
+    ax.axvline(0.5, color="grey", lw=1, ls=":", label="chance")
+    ax.barh(range(len(names)), values, xerr=[low, high], color="tab:blue", alpha=0.8, capsize=2)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlim(0.4, 1.0)
+    ax.set_xlabel("AUC (95 % CI, stratified bootstrap)")
+    ax.set_title(f"Shift suite: {result['format']} on {result['split']} (n={result['n']})")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
