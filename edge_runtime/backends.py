@@ -1,5 +1,9 @@
 """Interpreters behind one small interface: run(pixels uint8 (N,S,S,3)) -> outputs float64 (N, K).
 
+A model may have extra outputs beside the probability (a heatmap, ...): `output_specs` lists them all,
+`output_details` is the probability's (the one output with a single value per image), and
+`run_outputs(pixels, indices)` returns the chosen ones, each (N, values per image).
+
 TFLite: LiteRT (ai_edge_litert) -> legacy tflite_runtime -> tensorflow.lite, the last only when TensorFlow
 is installed anyway. ONNX: onnxruntime. Imported lazily; a missing runtime raises MissingExtraError
 naming the extra. Inputs are quantized and outputs dequantized from the tensor details.
@@ -126,9 +130,11 @@ class TfliteBackend:
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if not inputs or not outputs:
             raise ModelLoadError(f"{path}: the model has no input or no output tensor")
-        self._input, self._output = inputs[0], outputs[0]
+        self._input, self._outputs = inputs[0], outputs
         self.input_details = self._spec(self._input)
-        self.output_details = self._spec(self._output)
+        self.output_specs = tuple(self._spec(d) for d in outputs)
+        self.probability_index = probability_index(self.output_specs)
+        self.output_details = self.output_specs[self.probability_index]
         self._batch = int(self._input["shape"][0])
 
     @staticmethod
@@ -151,17 +157,21 @@ class TfliteBackend:
         self._batch = n
         return True
 
-    def _invoke(self, pixels: np.ndarray) -> np.ndarray:
+    def _invoke(self, pixels: np.ndarray, indices: tuple[int, ...]) -> list[np.ndarray]:
         self.interpreter.set_tensor(self._input["index"], quantize(pixels, self.input_details))
         self.interpreter.invoke()
-        out = self.interpreter.get_tensor(self._output["index"])
-        return dequantize(out, self.output_details).reshape(len(pixels), -1)
+        return [dequantize(self.interpreter.get_tensor(self._outputs[i]["index"]), self.output_specs[i])
+                .reshape(len(pixels), -1) for i in indices]
+
+    def run_outputs(self, pixels: np.ndarray, indices: tuple[int, ...]) -> list[np.ndarray]:
+        """The outputs at `indices` of output_specs, each float64 (N, values per image)."""
+        if self._resize(len(pixels)):
+            return self._invoke(pixels, indices)
+        self._resize(1)
+        return concatenate_each([self._invoke(pixels[i:i + 1], indices) for i in range(len(pixels))])
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
-        if self._resize(len(pixels)):
-            return self._invoke(pixels)
-        self._resize(1)
-        return np.concatenate([self._invoke(pixels[i:i + 1]) for i in range(len(pixels))])
+        return self.run_outputs(pixels, (self.probability_index,))[0]
 
 
 class OnnxBackend:
@@ -183,7 +193,9 @@ class OnnxBackend:
         if not self.session.get_inputs() or not self.session.get_outputs():
             raise ModelLoadError(f"{path}: the model has no input or no output")
         self.input_details = self._spec(self.session.get_inputs()[0])
-        self.output_details = self._spec(self.session.get_outputs()[0])
+        self.output_specs = tuple(self._spec(node) for node in self.session.get_outputs())
+        self.probability_index = probability_index(self.output_specs)
+        self.output_details = self.output_specs[self.probability_index]
 
     @staticmethod
     def _spec(node) -> TensorSpec:
@@ -192,15 +204,31 @@ class OnnxBackend:
         shape = tuple(d if isinstance(d, int) else -1 for d in node.shape)
         return TensorSpec(node.name, shape, np.dtype(dtype))
 
-    def _invoke(self, pixels: np.ndarray) -> np.ndarray:
+    def _invoke(self, pixels: np.ndarray, indices: tuple[int, ...]) -> list[np.ndarray]:
         feed = {self.input_details.name: quantize(pixels, self.input_details)}
-        out = self.session.run([self.output_details.name], feed)[0]
-        return dequantize(np.asarray(out), self.output_details).reshape(len(pixels), -1)
+        outs = self.session.run([self.output_specs[i].name for i in indices], feed)
+        return [dequantize(np.asarray(out), self.output_specs[i]).reshape(len(pixels), -1)
+                for i, out in zip(indices, outs)]
+
+    def run_outputs(self, pixels: np.ndarray, indices: tuple[int, ...]) -> list[np.ndarray]:
+        """The outputs at `indices` of output_specs, each float64 (N, values per image)."""
+        if self.input_details.shape[0] in (-1, len(pixels)):
+            return self._invoke(pixels, indices)
+        return concatenate_each([self._invoke(pixels[i:i + 1], indices) for i in range(len(pixels))])
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
-        if self.input_details.shape[0] in (-1, len(pixels)):
-            return self._invoke(pixels)
-        return np.concatenate([self._invoke(pixels[i:i + 1]) for i in range(len(pixels))])
+        return self.run_outputs(pixels, (self.probability_index,))[0]
+
+
+def probability_index(specs: tuple[TensorSpec, ...]) -> int:
+    """Which output is the probability: the one with a single value per image (a model with one output: it)."""
+    single = [i for i, spec in enumerate(specs) if int(np.prod(spec.shape[1:])) == 1]
+    return single[0] if single else 0
+
+
+def concatenate_each(parts: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Per-image results [[out_a, out_b], ...] -> [out_a of all images, out_b of all images]."""
+    return [np.concatenate(column) for column in zip(*parts)]
 
 
 def open_backend(path: str | os.PathLike, backend: str, num_threads: int | None = None):

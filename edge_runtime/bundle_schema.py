@@ -13,6 +13,7 @@ from typing import Any, Callable
 SCHEMA_VERSION = 1
 THRESHOLD_NAMES = ("balanced", "screening")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+EXTRA_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 MIN_SIZE, MAX_SIZE = 16, 1024
 
 # input contract: the only values this runtime (and the Android app) implements
@@ -90,6 +91,9 @@ def bundle_problems(bundle: Any) -> list[str]:
         index = output.get("positive_index", 0)
         problems.need(is_integer(index) and index == 0, "output.positive_index",
                       "0 (a sigmoid model has one output: P(positive label))", index)
+        extra = problems.object(output, "extra", "output.extra")
+        if extra is not None:
+            _check_extra_outputs(extra, problems)
     artifacts = problems.object(bundle, "artifacts", "artifacts")
     if artifacts is not None:
         for name, record in artifacts.items():
@@ -154,6 +158,28 @@ def _check_input(contract: dict, problems: _Problems) -> None:
         if key in contract:
             problems.need(contract[key] == expected, f"input.{key}", f"{expected!r} (the only input contract implemented)",
                           contract[key])
+
+
+def _check_extra_outputs(extra: dict, problems: _Problems) -> None:
+    """output.extra: {name: {"shape": [per-image dims], "meaning": str}}; the runtime finds each by its shape,
+    so shapes must differ from each other and from the probability's single value."""
+    seen: dict[tuple, str] = {}
+    for name, record in extra.items():
+        where = f"output.extra.{name}"
+        problems.need(EXTRA_NAME.fullmatch(name) is not None, f"output.extra name {name!r}",
+                      "lower-case letters, digits and _", name)
+        if not problems.need(isinstance(record, dict), where, "an object", record):
+            continue
+        shape = record.get("shape")
+        if not problems.need(isinstance(shape, list) and 1 <= len(shape) <= 4
+                             and all(is_integer(d) and d >= 1 for d in shape) and math.prod(shape) > 1,
+                             f"{where}.shape", "a list of 1 to 4 positive sizes with more than one value", shape):
+            continue
+        if tuple(shape) in seen:
+            problems.append(f"{where}.shape {shape} is also {seen[tuple(shape)]}'s: the runtime finds outputs by shape")
+        seen[tuple(shape)] = name
+        if "meaning" in record:
+            problems.need(isinstance(record["meaning"], str), f"{where}.meaning", "a string", record["meaning"])
 
 
 def _check_artifact(record: Any, where: str, problems: _Problems) -> None:

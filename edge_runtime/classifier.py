@@ -2,13 +2,17 @@
 
     clf = Classifier("runs/demo")                 # run folder: tflite-int8 when present
     clf.predict_file("wrist.png")                 # Prediction(probability=0.91, label='fractured', ...)
+    clf.predict_file("wrist.png", heatmap=True).heatmap   # (h, w) class activation map, when exported
+
+Extra outputs (bundle output.extra: name -> per-image shape) are found among the artifact's outputs by
+that shape; `outputs()` runs the model once and returns the probability and any of them by name.
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -34,6 +38,7 @@ class Prediction:
     threshold_name: str    # balanced | screening | custom
     threshold: float
     latency_ms: float      # model inference time for this image (its share of the batch), no decoding
+    heatmap: np.ndarray | None = field(default=None, compare=False, repr=False)   # (h, w) when asked for
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class Classifier:
         self.runtime = self._backend.runtime
         self.num_threads = num_threads
         self._check_input_shape()
+        self._extra = extra_output_indices(self.bundle, self._backend)
         log.debug("loaded %s (%s, %s) with %s", self.path, self.format.name, resolved.bundle_source, self.runtime)
 
     def _check_input_shape(self) -> None:
@@ -90,8 +96,21 @@ class Classifier:
         negative = next(label for label in self.bundle["labels"] if label != self.positive_label)
         return self.positive_label if probability >= self.threshold else negative
 
+    @property
+    def extra_outputs(self) -> tuple[str, ...]:
+        """Names of the extra outputs this artifact has (declared in the bundle and found in the model)."""
+        return tuple(self._extra)
+
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (N, S, S, 3) raw pixels -> float64 (N,) probabilities of the positive label."""
+        return self.outputs(pixels)[0]
+
+    def outputs(self, pixels: np.ndarray, names: Sequence[str] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """uint8 (N, S, S, 3) raw pixels -> (probabilities (N,), {name: (N, *declared shape)}) in one run."""
+        missing = [name for name in names if name not in self._extra]
+        if missing:
+            raise FractureEdgeError(f"{self.path}: this model has no {', '.join(missing)} output "
+                                    f"(has: {', '.join(self._extra) or 'none'}; re-export the run to add it)")
         pixels = np.asarray(pixels)
         expected = (self.contract.size, self.contract.size, self.contract.channels)
         if pixels.ndim == 3:
@@ -99,49 +118,72 @@ class Classifier:
         if pixels.ndim != 4 or pixels.shape[1:] != expected:
             raise ValueError(f"expected pixels of shape (N, {', '.join(map(str, expected))}), got {pixels.shape}")
         if len(pixels) == 0:
-            return np.zeros(0, np.float64)
+            return np.zeros(0, np.float64), {n: np.zeros((0, *self._extra[n][1])) for n in names}
+        indices = (self._backend.probability_index, *(self._extra[n][0] for n in names))
         try:
-            outputs = self._backend.run(pixels)
+            outputs = self._backend.run_outputs(pixels, indices) if names else [self._backend.run(pixels)]
         except Exception as exc:  # the runtimes raise their own types; one clear line, never a traceback
             text = str(exc).strip().splitlines()
             raise ModelRunError(f"{self.path}: {self.runtime} failed to run the model "
                                 f"({type(exc).__name__}: {text[0] if text else ''})") from None
-        return outputs[:, int(self.bundle["output"].get("positive_index", 0))].astype(np.float64)
+        probs = outputs[0][:, int(self.bundle["output"].get("positive_index", 0))].astype(np.float64)
+        return probs, {name: out.reshape(len(pixels), *self._extra[name][1]) for name, out in zip(names, outputs[1:])}
 
-    def _timed(self, pixels: np.ndarray) -> tuple[np.ndarray, float]:
+    def _timed(self, pixels: np.ndarray, heatmap: bool = False) -> tuple[np.ndarray, np.ndarray | None, float]:
         start = time.perf_counter()
-        probs = self.predict_pixels(pixels)
-        return probs, (time.perf_counter() - start) * 1000.0 / max(len(pixels), 1)
+        probs, extra = self.outputs(pixels, ("heatmap",) if heatmap else ())
+        return probs, extra.get("heatmap"), (time.perf_counter() - start) * 1000.0 / max(len(pixels), 1)
 
-    def _prediction(self, path, probability: float, latency_ms: float) -> Prediction:
+    def _prediction(self, path, probability: float, latency_ms: float, heatmap=None) -> Prediction:
         p = float(probability)
-        return Prediction(str(path), p, self.label_for(p), self.threshold_name, self.threshold, latency_ms)
+        return Prediction(str(path), p, self.label_for(p), self.threshold_name, self.threshold, latency_ms, heatmap)
 
-    def predict_file(self, path: str | os.PathLike) -> Prediction:
+    def predict_file(self, path: str | os.PathLike, heatmap: bool = False) -> Prediction:
         """Classify one image file; raises ImageDecodeError (a FractureEdgeError) on a bad file."""
-        probs, latency = self._timed(load_model_input(path, self.contract)[None])
-        return self._prediction(path, probs[0], latency)
+        probs, maps, latency = self._timed(load_model_input(path, self.contract)[None], heatmap)
+        return self._prediction(path, probs[0], latency, None if maps is None else maps[0])
 
-    def predict_files(self, paths: Sequence, batch_size: int = 16) -> list[Prediction | FileFailure]:
+    def predict_files(self, paths: Sequence, batch_size: int = 16, heatmap: bool = False) -> list[Prediction | FileFailure]:
         """Classify many files in batches, in input order; bad files become FileFailure, never fatal."""
         results: list = []
         for chunk in batches(list(paths), batch_size):
-            results.extend(self.predict_batch(chunk))
+            results.extend(self.predict_batch(chunk, heatmap))
         return results
 
-    def predict_batch(self, paths: Sequence) -> list[Prediction | FileFailure]:
+    def predict_batch(self, paths: Sequence, heatmap: bool = False) -> list[Prediction | FileFailure]:
         """Classify one batch of files (decoded together, run as one batch when the model allows)."""
         pixels, kept, failures = load_batch(paths, self.contract)
-        probs, latency = self._timed(pixels)
+        probs, maps, latency = self._timed(pixels, heatmap)
         results: list = [None] * len(paths)
-        for index, probability in zip(kept, probs):
-            results[index] = self._prediction(paths[index], probability, latency)
+        for row, (index, probability) in enumerate(zip(kept, probs)):
+            results[index] = self._prediction(paths[index], probability, latency, None if maps is None else maps[row])
         failed = iter(failures)
         for index, result in enumerate(results):
             if result is None:
                 path, message = next(failed)
                 results[index] = failure_for(path, message)
         return results
+
+
+def extra_output_indices(bundle: dict, backend) -> dict[str, tuple[int, tuple[int, ...]]]:
+    """{name: (backend output index, per-image shape)} of the bundle's extra outputs found in the model.
+
+    Matched by shape (the tensor names differ between converters; TFLite even reorders outputs): an
+    output whose per-image shape, without a trailing 1, equals the declared one. A declared output the
+    model lacks (an artifact exported before it existed) is left out; asking for it is an error then.
+    """
+    found, used = {}, {backend.probability_index}
+    for name, record in (bundle["output"].get("extra") or {}).items():
+        declared = tuple(int(d) for d in record["shape"])
+        for index, spec in enumerate(backend.output_specs):
+            shape = tuple(int(d) for d in spec.shape[1:])
+            if index not in used and (shape == declared or shape == (*declared, 1)):
+                found[name] = (index, declared)
+                used.add(index)
+                break
+        else:
+            log.debug("%s: declared output %r not found in the model", bundle.get("model"), name)
+    return found
 
 
 def batches(items: list, size: int) -> Iterable[list]:

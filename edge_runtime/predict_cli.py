@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     predict.add_argument("--recursive", action="store_true",
                          help="descend into sub-folders (and ** in globs); links to folders are not followed")
     predict.add_argument("--allow-unverified", action="store_true", help=ALLOW_UNVERIFIED_HELP)
+    predict.add_argument("--heatmaps", metavar="DIR", default=None,
+                         help="also write one overlay PNG per image into DIR: where the model looked (its class "
+                              "activation map), with the probability, label and threshold name")
     predict.set_defaults(handler=run_predict)
 
     info = subparsers.add_parser("info", help="show a model's bundle: labels, thresholds, input, metrics, artifacts",
@@ -123,6 +126,48 @@ def integrity_mode(args: argparse.Namespace) -> str:
     return "allow-unverified" if getattr(args, "allow_unverified", False) else "require"
 
 
+class HeatmapWriter:
+    """predict --heatmaps DIR: one overlay PNG per classified image (the image is decoded again to draw on)."""
+
+    def __init__(self, folder: str, clf):
+        from pathlib import Path
+
+        from .errors import FractureEdgeError
+
+        if "heatmap" not in clf.extra_outputs:
+            raise FractureEdgeError(f"{clf.path}: this model has no heatmap output (exported before heatmaps "
+                                    "existed: re-export the run with this version)")
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise FractureEdgeError(f"{folder}: --heatmaps needs a folder, and this is a file") from None
+        self.taken: set[str] = set()
+        self.written = 0
+
+    def write(self, prediction):
+        """Write the overlay; a file that cannot be decoded again or written becomes a FileFailure."""
+        from .classifier import FileFailure, failure_for
+        from .decoding import decode_gray
+        from .errors import FractureEdgeError
+        from .heatmap import overlay_name, write_overlay
+
+        try:
+            write_overlay(self.folder / overlay_name(prediction.path, self.taken), decode_gray(prediction.path),
+                          prediction)
+        except FractureEdgeError as exc:
+            return failure_for(prediction.path, str(exc))
+        except OSError as exc:
+            return FileFailure(prediction.path, f"cannot write its heatmap ({exc.strerror or exc})")
+        self.written += 1
+        return prediction
+
+    def log_summary(self) -> None:
+        import logging
+
+        logging.getLogger(__name__).info("wrote %d heatmap overlay(s) to %s", self.written, self.folder)
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from .classifier import FileFailure, batches, open_classifier
     from .errors import FractureEdgeError
@@ -135,6 +180,7 @@ def run_predict(args: argparse.Namespace) -> int:
         raise FractureEdgeError(f"no images to classify ({reasons})")
     clf = open_classifier(args.model, num_threads=args.threads, threshold=args.threshold, format=args.format,
                           integrity=integrity_mode(args))
+    overlays = HeatmapWriter(args.heatmaps, clf) if args.heatmaps else None
     writer = RowWriter(mode)
     failed = 0
     for arg, reason in problems:
@@ -143,9 +189,13 @@ def run_predict(args: argparse.Namespace) -> int:
     chunks = list(batches(paths, args.batch_size))
     show = sys.stderr.isatty() and len(paths) >= PROGRESS_MIN_FILES
     for chunk in progress(chunks, desc="predict", total=len(chunks), enabled=show):
-        for result in clf.predict_batch(chunk):
+        for result in clf.predict_batch(chunk, heatmap=overlays is not None):
+            if overlays is not None and not isinstance(result, FileFailure):
+                result = overlays.write(result)
             writer.write(result)
             failed += isinstance(result, FileFailure)
+    if overlays is not None:
+        overlays.log_summary()
     if failed:
         print(f"fracture-edge: {len(paths) + len(problems) - failed} classified, {failed} failed", file=sys.stderr)
     return 2 if failed else 0

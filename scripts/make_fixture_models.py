@@ -8,6 +8,10 @@ sigmoid P(fractured). The weights are fixed (seeded), and the first conv channel
 with a large positive output weight, so P(fractured) rises with image brightness: tests can assert
 "bright image -> higher probability" and float/int8 agreement. Then writes bundle.json and embeds it
 into each artifact (export/embed.py), so each file also works alone. Total size: a few KB.
+
+With --heatmap (default folder tests/fixtures/heatmap_models) the same net also outputs its class
+activation map, "heatmap" (N, 30, 30, 1): the ReLU feature map through the dense weights per cell,
+declared in bundle.json under output.extra as the real export does (export/extra_outputs.py).
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ from fracture_edge.export.embed import embed_bundle
 
 SIZE = 32
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "models"
+HEATMAP_OUT = DEFAULT_OUT.parent / "heatmap_models"
+HEATMAP_GRID = SIZE - 2
 
 
 def make_weights(seed: int = 0) -> dict:
@@ -52,7 +58,7 @@ def calibration_images(n: int = 64, seed: int = 1) -> np.ndarray:
     return np.clip(levels + noise, 0, 255).astype(np.float32)
 
 
-def convert_tflite(w: dict, int8: bool) -> bytes:
+def convert_tflite(w: dict, int8: bool, heatmap: bool = False) -> bytes:
     import tensorflow as tf
 
     class Tiny(tf.Module):
@@ -60,7 +66,10 @@ def convert_tflite(w: dict, int8: bool) -> bytes:
         def serve(self, pixels):
             x = tf.nn.conv2d(pixels / 255.0, w["kernel"], strides=1, padding="VALID") + w["conv_bias"]
             pooled = tf.reduce_mean(tf.nn.relu(x), axis=[1, 2])
-            return {"fracture_prob": tf.sigmoid(tf.matmul(pooled, w["dense"]) + w["dense_bias"])}
+            out = {"fracture_prob": tf.sigmoid(tf.matmul(pooled, w["dense"]) + w["dense_bias"])}
+            if heatmap:
+                out["heatmap"] = tf.nn.conv2d(tf.nn.relu(x), w["dense"][None, None], 1, "VALID") + w["dense_bias"]
+            return out
 
     module = Tiny()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
@@ -74,7 +83,7 @@ def convert_tflite(w: dict, int8: bool) -> bytes:
     return converter.convert()
 
 
-def build_onnx(w: dict) -> bytes:
+def build_onnx(w: dict, heatmap: bool = False) -> bytes:
     """The same net as an ONNX graph (NHWC input transposed to NCHW inside), dynamic batch."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -96,11 +105,17 @@ def build_onnx(w: dict) -> bytes:
         helper.make_node("Gemm", ["flat", "dense", "dense_bias"], ["logit"]),
         helper.make_node("Sigmoid", ["logit"], ["fracture_prob"]),
     ]
+    outputs = [helper.make_tensor_value_info("fracture_prob", TensorProto.FLOAT, ["N", 1])]
+    if heatmap:
+        inits.append(numpy_helper.from_array(w["dense"].T.reshape(1, -1, 1, 1).copy(), "cam_kernel"))
+        nodes += [helper.make_node("Conv", ["relu", "cam_kernel", "dense_bias"], ["cam"], kernel_shape=[1, 1]),
+                  helper.make_node("Transpose", ["cam"], ["heatmap"], perm=[0, 2, 3, 1])]
+        outputs.append(helper.make_tensor_value_info("heatmap", TensorProto.FLOAT,
+                                                     ["N", HEATMAP_GRID, HEATMAP_GRID, 1]))
     graph = helper.make_graph(
         nodes, "tiny_fracture_fixture",
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", SIZE, SIZE, 3])],
-        [helper.make_tensor_value_info("fracture_prob", TensorProto.FLOAT, ["N", 1])],
-        initializer=inits,
+        outputs, initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="fracture-edge")
     model.ir_version = 8  # readable by older onnxruntime builds too
@@ -108,13 +123,17 @@ def build_onnx(w: dict) -> bytes:
     return model.SerializeToString()
 
 
-def fixture_bundle(artifacts: dict) -> dict:
+def fixture_bundle(artifacts: dict, heatmap: bool = False) -> dict:
+    output = {"kind": "sigmoid", "positive_index": 0, "meaning": "one probability per image: P(fractured)"}
+    if heatmap:
+        output["extra"] = {"heatmap": {"shape": [HEATMAP_GRID, HEATMAP_GRID],
+                                       "meaning": "class activation map (fixture: brightness)"}}
     return {
         "schema_version": SCHEMA_VERSION,
         "model": "tiny fixture conv net (tests only; P(fractured) rises with brightness)",
         "labels": ["not_fractured", "fractured"],
         "positive_label": "fractured",
-        "output": {"kind": "sigmoid", "positive_index": 0, "meaning": "one probability per image: P(fractured)"},
+        "output": output,
         "thresholds": {"balanced": 0.5, "screening": 0.25, "default": "balanced", "chosen_on": "fixture"},
         "input": InputContract(size=SIZE).to_dict(),
         "metrics": {"test": {"n": 4, "n_positive": 2, "auc": 1.0,
@@ -125,16 +144,19 @@ def fixture_bundle(artifacts: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    out = parser.parse_args().out
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--heatmap", action="store_true", help="models with a heatmap output too")
+    args = parser.parse_args()
+    heatmap = args.heatmap
+    out = args.out or (HEATMAP_OUT if heatmap else DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
     w = make_weights()
     files = {"tflite-fp32": out / "model_fp32.tflite", "tflite-int8": out / "model_int8.tflite",
              "onnx-fp32": out / "model_fp32.onnx"}
-    files["tflite-fp32"].write_bytes(convert_tflite(w, int8=False))
-    files["tflite-int8"].write_bytes(convert_tflite(w, int8=True))
-    files["onnx-fp32"].write_bytes(build_onnx(w))
-    bundle = fixture_bundle({name: {"file": path.name} for name, path in files.items()})
+    files["tflite-fp32"].write_bytes(convert_tflite(w, int8=False, heatmap=heatmap))
+    files["tflite-int8"].write_bytes(convert_tflite(w, int8=True, heatmap=heatmap))
+    files["onnx-fp32"].write_bytes(build_onnx(w, heatmap))
+    bundle = fixture_bundle({name: {"file": path.name} for name, path in files.items()}, heatmap)
     for path in files.values():
         embed_bundle(path, bundle)
     bundle["artifacts"] = {name: artifact_record(path) for name, path in files.items()}
