@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 TFLR_PYTHON ?= $(PYTHON)
 TFLR_VENV ?= .venv-tflite-runtime
 
-.PHONY: venv tflite-runtime-venv demo test test-fast clean
+.PHONY: venv tflite-runtime-venv browser demo test test-fast clean
 
 venv: $(VENV)/.installed
 
@@ -31,10 +31,19 @@ $(TFLR_VENV)/.installed: pyproject.toml
 	  || echo "tflite-runtime could not be installed for $$($(TFLR_PYTHON) --version 2>&1)" > $(TFLR_VENV)/UNAVAILABLE
 	touch $@
 
+# The serve page's browser test (tests/test_serve_live.py) drives Debian's chromium with selenium; installed when
+# missing and allowed (root with apt-get), otherwise that test skips with the reason.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+	       || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; } \
+	       || echo "chromium could not be installed here: the browser test will skip"; } || true
+
 demo: venv
 	$(BIN)/fracture-edge demo
 
-test: venv tflite-runtime-venv
+test: venv tflite-runtime-venv browser
 	$(BIN)/python -m pytest
 
 test-fast: venv

@@ -15,6 +15,7 @@ Accepted: JPEG, PNG, BMP, TIFF (first frame) in any Pillow mode, and DICOM throu
 """
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -48,8 +49,24 @@ def decode_gray(path: str | os.PathLike) -> np.ndarray:
         from .dicom import decode_dicom
 
         return decode_dicom(path)
+    return _decode_guarded(path, path)
+
+
+def decode_gray_bytes(data: bytes, name: str = "upload") -> np.ndarray:
+    """Decode an image held in memory (an upload: never written to disk) like decode_gray; `name` is for messages."""
+    if not data:
+        raise ImageDecodeError(f"{name}: empty file (0 bytes)")
+    if data[128:132] == b"DICM":
+        from .dicom import decode_dicom
+
+        return decode_dicom(Path(name), io.BytesIO(data))
+    return _decode_guarded(io.BytesIO(data), name)
+
+
+def _decode_guarded(source, path) -> np.ndarray:
+    """Pillow decoding of a path or file object; every failure is an ImageDecodeError naming `path`."""
     try:
-        return _decode_pillow(path)
+        return _decode_pillow(source, path)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -95,10 +112,10 @@ def is_dicom(path: Path) -> bool:
     return head[128:132] == b"DICM"
 
 
-def _decode_pillow(path: Path) -> np.ndarray:
+def _decode_pillow(source, path: Path) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             width, height = img.size
             if width * height > MAX_PIXELS:
                 raise ImageDecodeError(f"{path}: image too large ({width}x{height} = "

@@ -28,14 +28,15 @@ def _pydicom():
     return pydicom, apply_modality_lut, apply_voi_lut
 
 
-def decode_dicom(path: Path) -> np.ndarray:
-    """Decode a DICOM file; ImageDecodeError naming the file on any problem."""
+def decode_dicom(path: Path, source=None) -> np.ndarray:
+    """Decode a DICOM file (or `source`, a file object, e.g. an upload in memory); ImageDecodeError naming
+    `path` on any problem."""
     try:
         pydicom, modality_lut, voi_lut = _pydicom()
     except ImportError:
         raise MissingExtraError(f"{path}: {missing_extra('pydicom', 'dicom', 'reading DICOM files')}") from None
     try:
-        ds = pydicom.dcmread(str(path))
+        ds = pydicom.dcmread(str(path) if source is None else source)
         _check_size(ds, path)
         pixels = ds.pixel_array
     except ImageDecodeError:
