@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -60,6 +61,7 @@ def options_from_args(args: argparse.Namespace):
 
 def handle_bench(args: argparse.Namespace) -> int:
     from ..edge_runtime.errors import FractureEdgeError
+    from ..edge_runtime.model_card import write_model_card
     from .bench import run_bench, write_outputs
     from .gating import GATES_MISSING, gates_module
 
@@ -70,6 +72,8 @@ def handle_bench(args: argparse.Namespace) -> int:
     command = "fracture-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = run_bench(options, command=command)
     written = write_outputs(report, options.out_dir(), with_plots=options.plots)
+    if Path(options.run).is_dir():
+        write_model_card(options.run)
     print(_summary(report, written))
     if not any(row["status"] == "ok" for row in report["rows"]):
         raise FractureEdgeError("no row was measured: every requested row failed or was skipped "

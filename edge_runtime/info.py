@@ -107,6 +107,15 @@ def describe(bundle: dict, source: str, checks: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def model_card_line(info: InfoSource) -> str:
+    """Where the run's model card is (bundle.json points to it), or how to get one."""
+    name = info.bundle.get("model_card")
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+        return "model card: none recorded (written by fracture-edge train)"
+    path = info.folder / name
+    return f"model card: {path}" if path.is_file() else f"model card: {path} (missing)"
+
+
 def run_info(args: argparse.Namespace) -> int:
     info = load_for_info(args.model)
     checks = artifact_checks(info)
@@ -114,6 +123,7 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps({"source": info.source, "bundle": info.bundle, "artifact_checks": checks}, indent=2))
     else:
         print(describe(info.bundle, info.source, checks))
+        print(model_card_line(info))
     allowed = OK_STATUSES + (("unrecorded",) if args.allow_unverified else ())
     bad = [row for row in checks if row["status"] not in allowed]
     if bad:

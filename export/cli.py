@@ -106,10 +106,12 @@ def run_export_command(args) -> int:
         except ImportError:
             raise missing_extra(module, "export", "fracture-edge export") from None
     from .pipeline import run_export
+    from ..edge_runtime.model_card import write_model_card
     from .report import table_cells, write_reports
 
     rows, context = run_export(opts)
     json_path, md_path = write_reports(opts.run_dir, rows, context)
+    write_model_card(opts.run_dir)
     for row in rows:
         cells = table_cells(row)
         print(f"{cells[0]:<12} {cells[1]:<14} {cells[2]:>6} MB  F1 {cells[8]}  AUC {cells[9]}  "

@@ -127,3 +127,28 @@ def test_eval_shifts_rejects_an_unknown_shift(trained_run, synthetic_data, capsy
     assert code == 1
     err = capsys.readouterr().err
     assert "unknown shift(s) sepia" in err and "Traceback" not in err
+
+
+CARD_SECTIONS = ("## Intended use", "Not a medical device", "## Model", "## Data", "Leakage check",
+                 "## Preprocessing contract", "## Performance on the test split", "| balanced |", "| screening |",
+                 "## Subgroups", "## Acquisition shifts", "## Exported artifacts", "## Speed",
+                 "## Known failure modes", "## What a site must check before use")
+
+
+def test_run_folder_has_a_model_card_with_every_section_and_intervals(trained_run, capsys):
+    card = (trained_run / "model_card.md").read_text()
+    for section in CARD_SECTIONS:
+        assert section in card, section
+    assert load_bundle(trained_run)["model_card"] == "model_card.md"
+    test_ci = json.loads((trained_run / "metrics.json").read_text())["test"]["ci"]
+    assert test_ci["auc"]["ci_low"] <= test_ci["auc"]["value"] <= test_ci["auc"]["ci_high"]
+    assert set(test_ci["balanced"]) == {"sensitivity", "specificity", "precision", "f1"}
+    assert (trained_run / "samples_test.png").stat().st_size > 0
+    assert main(["info", str(trained_run)]) == 0
+    assert f"model card: {trained_run / 'model_card.md'}" in capsys.readouterr().out
+
+
+def test_shift_suite_lands_in_the_model_card(trained_run, synthetic_data):
+    assert main(["eval", str(trained_run), "--data", str(synthetic_data), "--shifts", "gamma-1.6"]) == 0
+    card = (trained_run / "model_card.md").read_text()
+    assert "| gamma-1.6 |" in card and "Not run yet" not in card

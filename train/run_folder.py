@@ -13,7 +13,9 @@ from ..edge_runtime import __version__, atomic
 from ..edge_runtime.bundle import SCHEMA_VERSION, artifact_record, save_bundle
 from ..edge_runtime.dataset import LABELS, POSITIVE
 from ..edge_runtime.formats import FORMATS
+from ..edge_runtime.confidence import metric_cis
 from ..edge_runtime.metrics import summarize
+from ..edge_runtime.model_card import CARD_FILENAME, write_model_card
 from ..edge_runtime.preprocessing import InputContract
 from .options import TrainOptions
 from .synthetic import SYNTHETIC_NOTE
@@ -57,6 +59,7 @@ def compute_metrics(splits: dict, probs: dict, thresholds: dict) -> dict:
     out = {}
     for name in ("val", "test"):
         out[name] = summarize(splits[name].targets, probs[name], thresholds)
+        out[name]["ci"] = metric_cis(splits[name].targets, probs[name], thresholds)
         no_hw = hardware_split_metrics(splits[name], probs[name], thresholds)
         if no_hw is not None:
             out[f"{name}_without_hardware"] = no_hw
@@ -93,6 +96,7 @@ def build_bundle(opts: TrainOptions, contract: InputContract, thresholds: dict, 
         "metrics": metrics,
         "versions": versions(),
         "artifacts": {"keras": artifact_record(model_path)},
+        "model_card": CARD_FILENAME,
     }
 
 
@@ -116,5 +120,10 @@ def write_run_folder(out: Path, model, opts: TrainOptions, contract: InputContra
     from .plots import write_training_plots
 
     write_training_plots(out, history, splits, probs, thresholds)
+    from .sample_grid import write_sample_grid
+
+    test = splits["test"]
+    write_sample_grid(out, [str(s.path) for s in test.samples], test.targets, probs["test"], thresholds["balanced"])
+    write_model_card(out)
     log.info("run folder written: %s", out)
     return summary

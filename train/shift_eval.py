@@ -19,6 +19,7 @@ from ..edge_runtime.confidence import auc_ci, format_ci, paired_auc_difference
 from ..edge_runtime.dataset import read_dataset, require_both_classes, select_split
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.formats import get_format
+from ..edge_runtime.model_card import write_model_card
 from ..edge_runtime.progress import progress
 from ..edge_runtime.shifts import apply_shift, shift_names
 from .activations import load_split
@@ -79,6 +80,7 @@ def evaluate_shifts(run_dir: str, data: str | None, split: str = "test", fmt: st
     atomic.write_json(stem.with_suffix(".json"), result)
     atomic.write_text(stem.with_suffix(".md"), "\n".join(shift_table_lines(result)) + "\n")
     plot_shifts(result, stem.with_suffix(".png"))
+    write_model_card(run)
     return result
 
 
