@@ -124,6 +124,12 @@ def noise(sd: float) -> Shift:
     return lambda gray, rng: _to_uint8(gray + rng.normal(0.0, sd, gray.shape))
 
 
+def dither(levels: int) -> Shift:
+    """Each pixel moved by a uniform integer in [-levels, levels]: as small as a change of JPEG decoder or
+    resampler can be. Not an acquisition shift: it measures how stable the decisions are."""
+    return lambda gray, rng: _to_uint8(gray + rng.integers(-levels, levels + 1, gray.shape))
+
+
 def low_resolution(side: int) -> Shift:
     """A small stored image: down to `side` pixels and back up with the contract's filter."""
     def shift(gray, rng):
@@ -150,7 +156,11 @@ SHIFTS: dict[str, Shift] = {
     "blur": blur(1.0 / 160.0),
     "noise-8": noise(8.0),
     "low-res-128": low_resolution(128),
+    "dither-1": dither(1),
 }
+
+
+STABILITY_PROBES = ("dither-1",)   # scored like shifts, left out of the worst / mean over acquisition shifts
 
 
 def shift_names() -> tuple[str, ...]:

@@ -89,3 +89,9 @@ def test_bad_requests_are_clear():
         apply_shift("sepia", np.zeros((1, 8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match="square model inputs"):
         apply_shift("invert", np.zeros((8, 8), np.uint8))
+
+
+def test_dither_moves_pixels_by_at_most_one_level(pixels):
+    out = apply_shift("dither-1", pixels, seed=0).astype(int)
+    change = out - pixels.astype(int)
+    assert np.abs(change).max() == 1 and 0.5 < (change != 0).mean() < 0.8
