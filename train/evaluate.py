@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,31 +13,40 @@ from ..edge_runtime.dataset import read_dataset, require_both_classes, select_sp
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.formats import get_format
 from ..edge_runtime.metrics import summarize
+from ..export.footprint import peak_rss_mb
 from .activations import load_split
 
 log = logging.getLogger(__name__)
 
 
-def keras_probabilities(run_dir: Path, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """P(fractured) from the run's Keras model for uint8 model inputs."""
+def keras_probabilities(run_dir: Path, pixels: np.ndarray) -> np.ndarray:
+    """P(fractured) from the run's Keras model for uint8 model inputs, as export computes its reference
+    (a traced graph, a batch at a time, converted to float32 per batch)."""
     import keras
+
+    from ..export.verify import keras_probs
 
     path = run_dir / get_format("keras").filename
     if not path.is_file():
         raise FractureEdgeError(f"{path}: Keras model not found in the run folder")
     model = keras.models.load_model(path, compile=False)
-    return model.predict(pixels.astype(np.float32), batch_size=batch_size, verbose=0).ravel().astype(np.float64)
+    return keras_probs(model, pixels, "keras eval")
 
 
 def artifact_probabilities(run_dir: Path, fmt: str, pixels: np.ndarray) -> np.ndarray:
-    """P(fractured) from an exported artifact, through the same runtime users run."""
+    """P(fractured) from an exported artifact, through the same runtime users run, a few images per call
+    (one call on the whole split made the runtime plan memory for all of them at once)."""
     from ..edge_runtime.classifier import Classifier
+    from ..export import verify
 
-    return Classifier(run_dir, format=fmt).predict_pixels(pixels)
+    classifier = Classifier(run_dir, format=fmt)
+    parts = [classifier.predict_pixels(pixels[s]) for s in verify.chunks(len(pixels), verify.RUNTIME_CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def evaluate_run(run_dir: str, data: str | None, split: str, fmt: str = "keras") -> dict:
     """Metrics of one format on one split at the bundle's thresholds; written to RUN/eval_<fmt>_<split>.json."""
+    started = time.perf_counter()
     run = Path(run_dir)
     bundle = load_bundle(run)
     get_format(fmt)
@@ -49,15 +59,17 @@ def evaluate_run(run_dir: str, data: str | None, split: str, fmt: str = "keras")
     probs = keras_probabilities(run, loaded.pixels) if fmt == "keras" else artifact_probabilities(run, fmt, loaded.pixels)
     result = {"run": str(run), "format": fmt, "data": str(source), "split": split,
               "skipped_unreadable": [list(f) for f in loaded.failures],
-              **summarize(loaded.targets, probs, bundle["thresholds"])}
+              **summarize(loaded.targets, probs, bundle["thresholds"]),
+              "seconds": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
     atomic.write_json(run / f"eval_{fmt}_{split}.json", result)
     return result
 
 
 def format_metrics_lines(result: dict) -> list[str]:
     """Human-readable lines for a summarize() result."""
+    cost = f"; {result['seconds']:.0f} s, peak RSS {result['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in result else ""
     lines = [f"{result.get('format', 'model')} on {result.get('split', '?')}: n={result['n']} "
-             f"(fractured {result['n_positive']}), AUC {result['auc']:.4f}"]
+             f"(fractured {result['n_positive']}), AUC {result['auc']:.4f}{cost}"]
     for name in ("balanced", "screening"):
         if name in result:
             m = result[name]
