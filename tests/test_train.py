@@ -65,6 +65,11 @@ def test_eval_rescoring_matches_training_metrics(trained_run, capsys):
     result = json.loads(capsys.readouterr().out)
     recorded = load_bundle(trained_run)["metrics"]["test"]
     assert result["auc"] == pytest.approx(recorded["auc"], abs=1e-6)
+    assert result["ci"]["auc"]["value"] == pytest.approx(result["auc"])
+    assert result["ci"]["resamples"] >= 2000 and set(result["ci"]["screening"]) == {"sensitivity", "specificity",
+                                                                                   "precision", "f1"}
+    assert main(["eval", str(trained_run), "--split", "test"]) == 0
+    assert "95 % CI" in capsys.readouterr().out
 
 
 def test_unreadable_images_are_skipped_and_counted(synthetic_data, tmp_path):

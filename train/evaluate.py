@@ -12,6 +12,7 @@ from ..edge_runtime.bundle import input_contract, load_bundle
 from ..edge_runtime.dataset import read_dataset, require_both_classes, select_split
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.formats import get_format
+from ..edge_runtime.confidence import RATES, format_ci, metric_cis
 from ..edge_runtime.metrics import summarize
 from ..export.footprint import peak_rss_mb
 from .activations import load_split
@@ -60,6 +61,7 @@ def evaluate_run(run_dir: str, data: str | None, split: str, fmt: str = "keras")
     result = {"run": str(run), "format": fmt, "data": str(source), "split": split,
               "skipped_unreadable": [list(f) for f in loaded.failures],
               **summarize(loaded.targets, probs, bundle["thresholds"]),
+              "ci": metric_cis(loaded.targets, probs, bundle["thresholds"]),
               "seconds": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
     atomic.write_json(run / f"eval_{fmt}_{split}.json", result)
     return result
@@ -68,8 +70,10 @@ def evaluate_run(run_dir: str, data: str | None, split: str, fmt: str = "keras")
 def format_metrics_lines(result: dict) -> list[str]:
     """Human-readable lines for a summarize() result."""
     cost = f"; {result['seconds']:.0f} s, peak RSS {result['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in result else ""
+    ci = result.get("ci") or {}
+    auc = f"{result['auc']:.4f}" + (f" (95 % CI {ci['auc']['ci_low']:.3f}-{ci['auc']['ci_high']:.3f})" if "auc" in ci else "")
     lines = [f"{result.get('format', 'model')} on {result.get('split', '?')}: n={result['n']} "
-             f"(fractured {result['n_positive']}), AUC {result['auc']:.4f}{cost}"]
+             f"(fractured {result['n_positive']}), AUC {auc}{cost}"]
     for name in ("balanced", "screening"):
         if name in result:
             m = result[name]
@@ -77,4 +81,6 @@ def format_metrics_lines(result: dict) -> list[str]:
                          f"sens {m['sensitivity']:.3f}  spec {m['specificity']:.3f}  F1 {m['f1']:.3f}  "
                          f"TP {m['confusion']['tp']} FP {m['confusion']['fp']} TN {m['confusion']['tn']} "
                          f"FN {m['confusion']['fn']}")
+            if name in ci:
+                lines.append(f"  {'':9s} 95 % CI: " + ", ".join(f"{rate} {format_ci(ci[name][rate])}" for rate in RATES))
     return lines
