@@ -62,7 +62,7 @@ def test_load_4_clients_x_200_requests(server, tmp_path):
     result = run_load(port, image.read_bytes(), clients=4, requests=200, pid=proc.pid, warmup=50, time_limit_s=120)
     print(f"\nserve load (tiny fixture model): {json.dumps(result.to_dict())}")
     (tmp_path / "load.json").write_text(json.dumps(result.to_dict(), indent=2))
-    assert result.errors == 0 and result.requests == 800, result.error_examples
+    assert result.errors == 0 and result.unsent == 0 and result.requests == 800, result.error_examples
     assert len(result.probabilities) == 1 and round(result.probabilities[0], 6) == predict_probability(image)
     assert result.rss_after_mb - result.rss_before_mb <= RSS_SLACK_MB, result
 
