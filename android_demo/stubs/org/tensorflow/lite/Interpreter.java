@@ -2,6 +2,7 @@
 package org.tensorflow.lite;
 
 import java.nio.ByteBuffer;
+import java.util.Map;
 
 public final class Interpreter implements AutoCloseable {
     public static class Options {
@@ -16,7 +17,13 @@ public final class Interpreter implements AutoCloseable {
 
     public Tensor getOutputTensor(int outputIndex) { throw new UnsupportedOperationException("stub"); }
 
+    public int getOutputTensorCount() { throw new UnsupportedOperationException("stub"); }
+
     public void run(Object input, Object output) { throw new UnsupportedOperationException("stub"); }
+
+    public void runForMultipleInputsOutputs(Object[] inputs, Map<Integer, Object> outputs) {
+        throw new UnsupportedOperationException("stub");
+    }
 
     @Override
     public void close() { throw new UnsupportedOperationException("stub"); }

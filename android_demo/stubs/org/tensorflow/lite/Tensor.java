@@ -6,6 +6,8 @@ public interface Tensor {
 
     int[] shape();
 
+    int numElements();
+
     QuantizationParams quantizationParams();
 
     class QuantizationParams {

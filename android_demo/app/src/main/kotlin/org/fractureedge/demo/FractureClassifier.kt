@@ -27,6 +27,7 @@ data class Classification(val decision: Decision, val preprocessMillis: Double, 
 class FractureClassifier private constructor(
     private val interpreter: Interpreter,
     val core: FractureCore,
+    private val probabilityIndex: Int,
 ) : Closeable {
 
     /** Decoded image -> decision; preprocessing and inference are timed separately. */
@@ -36,7 +37,7 @@ class FractureClassifier private constructor(
         val prepared = SystemClock.elapsedRealtimeNanos()
         val output = ByteBuffer.allocateDirect(core.output.elements * core.output.type.bytes)
             .order(ByteOrder.nativeOrder())
-        interpreter.run(input, output)
+        interpreter.runForMultipleInputsOutputs(arrayOf<Any>(input), mapOf<Int, Any>(probabilityIndex to output))
         val done = SystemClock.elapsedRealtimeNanos()
         val decision = core.decide(TensorCodec.readProbability(output, core.output), thresholdName)
         return Classification(decision, (prepared - start) / 1e6, (done - prepared) / 1e6)
@@ -63,13 +64,18 @@ class FractureClassifier private constructor(
             model.put(modelBytes).rewind()
             val interpreter = Interpreter(model, Interpreter.Options().setNumThreads(threads))
             try {
-                val core = FractureCore(bundle, spec(interpreter.getInputTensor(0)), spec(interpreter.getOutputTensor(0)))
-                return FractureClassifier(interpreter, core)
+                val index = probabilityOutput(interpreter)
+                val core = FractureCore(bundle, spec(interpreter.getInputTensor(0)), spec(interpreter.getOutputTensor(index)))
+                return FractureClassifier(interpreter, core, index)
             } catch (exc: RuntimeException) {
                 interpreter.close()
                 throw exc
             }
         }
+
+        /** The probability: the output with one value per image (exports add extra outputs, e.g. a heatmap). */
+        private fun probabilityOutput(interpreter: Interpreter): Int =
+            (0 until interpreter.outputTensorCount).firstOrNull { interpreter.getOutputTensor(it).numElements() == 1 } ?: 0
 
         private fun spec(tensor: Tensor): TensorSpec {
             val type = when (tensor.dataType()) {
