@@ -45,8 +45,16 @@ class ExportContext:
     meter: object | None = None        # footprint.StageMeter: time and memory of each step below
     _cache: dict = field(default_factory=dict, repr=False)
 
+    @contextlib.contextmanager
     def _stage(self, name: str):
-        return self.meter.stage(name) if self.meter is not None else contextlib.nullcontext()
+        """A measured step; its garbage is released when it ends (see footprint.release_memory)."""
+        from .footprint import release_memory
+
+        with self.meter.stage(name) if self.meter is not None else contextlib.nullcontext():
+            try:
+                yield
+            finally:
+                release_memory()
 
     def calibration(self) -> ImageSet:
         """Calibration images, loaded once on first use (only int8 formats need them)."""

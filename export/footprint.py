@@ -13,6 +13,9 @@ bench process's 389.6 MB. The benchmark worker uses these readers too (stdlib on
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import gc
 import logging
 import os
 import resource
@@ -49,6 +52,28 @@ def peak_rss_mb() -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (MB if sys.platform == "darwin" else 1024.0)
+
+
+def release_memory() -> None:
+    """Collect garbage cycles now and hand freed heap pages back to the OS (glibc's malloc_trim, where present).
+
+    tf2onnx leaves 0.5-1.3 GB of cyclic garbage per conversion (measured on DenseNet121 at 320 px): left
+    to the collector's schedule it was still held when onnxruntime's calibration added its own ~0.9 GB.
+    """
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
 
 
 @dataclass(frozen=True)

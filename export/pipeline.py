@@ -24,7 +24,7 @@ from .calibration import (ImageSet, calibration_set, resolve_data_dir, selection
                           tuning_set, verification_set)
 from .compat import check_artifact
 from .exporters import EXPORTERS, ExportContext
-from .footprint import StageMeter, peak_rss_mb, rss_mb
+from .footprint import StageMeter, peak_rss_mb, release_memory, rss_mb
 from .gates import GateResult, Gates
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,7 @@ def export_one(name: str, ctx: ExportContext, run_dir: Path, bundle: dict, verif
             facts = EXPORTERS[name](ctx, path)
             embed_bundle(path, embedded_bundle(bundle))
             compat = check_artifact(path, fmt.backend).to_dict()
+            release_memory()
     except Exception as exc:
         log.debug("%s export failed", name, exc_info=True)
         return ExportRow(name, fmt.filename, EXPORT_FAILED, time.perf_counter() - start, error=error_line(exc))
