@@ -78,8 +78,11 @@ def plan_jobs(options: BenchOptions, run_dir: Path, have_tf: bool | None = None)
         if name == "keras" and not have_tf:
             skipped += [Skipped(label, name, "skipped", NO_TENSORFLOW) for label in labels]
         elif not artifact.is_file() and options.include_rejected and (run_dir / REJECTED_DIR / fmt.filename).is_file():
-            jobs += [replace(job, label=f"{name} (rejected)", rejected=True)
-                     for job in _format_jobs(name, str(run_dir / REJECTED_DIR / fmt.filename), options)]
+            rejected = str(run_dir / REJECTED_DIR / fmt.filename)
+            jobs += [replace(job, label=f"{name} (rejected)", rejected=True) for job in _format_jobs(name, rejected, options)]
+            if fmt.backend == "tflite":
+                jobs += [replace(job, label=f"{name} (rejected, {dist})", rejected=True, tflite_runtime=dist, python=python)
+                         for dist, python in runtime_rows(options).items() for job in _format_jobs(name, rejected, options)]
         elif not artifact.is_file():
             reason = _missing_reason(run_dir, name)
             skipped += [Skipped(label, name, "missing", reason) for label in labels]

@@ -33,9 +33,10 @@ def test_tflite_runtime_rows_run_under_their_own_python_beside_litert(tmp_path):
 
     python = legacy_python()
     run, data, out = tmp_path / "run", tmp_path / "data", tmp_path / "out"
-    run.mkdir()
-    for name in ("bundle.json", "model_fp32.tflite", "model_int8.tflite"):
+    (run / "rejected").mkdir(parents=True)
+    for name in ("bundle.json", "model_fp32.tflite"):
         shutil.copy(FIXTURES / name, run / name)
+    shutil.copy(FIXTURES / "model_int8.tflite", run / "rejected" / "model_int8.tflite")   # as export quarantines
     rng = np.random.default_rng(2)
     for label, level in (("fractured", 190), ("not_fractured", 60)):
         (data / "test" / label).mkdir(parents=True)
@@ -43,17 +44,19 @@ def test_tflite_runtime_rows_run_under_their_own_python_beside_litert(tmp_path):
             Image.fromarray(np.clip(rng.normal(level, 25, (40, 36)), 0, 255).astype(np.uint8)).save(
                 data / "test" / label / f"img{i}.png")
     code = main(["bench", str(run), "--data", str(data), "--quick", "--threads", "1", "--no-plots", "--out", str(out),
-                 "--formats", "tflite-fp32,tflite-int8", "--worker-python", f"tflite-runtime={python}"])
+                 "--formats", "tflite-fp32,tflite-int8", "--include-rejected", "--allow-unverified",
+                 "--worker-python", f"tflite-runtime={python}"])
     report = json.loads((out / "bench.json").read_text())
     assert code == 0
     rows = {r["label"]: r for r in report["rows"]}
     accuracy = {r["label"]: r for r in report["accuracy"]}
-    for fmt in ("tflite-fp32", "tflite-int8"):
-        legacy = rows[f"{fmt} (tflite-runtime)"]
+    for fmt, legacy_label in (("tflite-fp32", "tflite-fp32 (tflite-runtime)"),
+                              ("tflite-int8 (rejected)", "tflite-int8 (rejected, tflite-runtime)")):
+        legacy = rows[legacy_label]
         assert legacy["status"] == "ok" and legacy["runtime"].startswith("tflite-runtime 2.14")
         assert legacy["details"]["python"]["numpy"].startswith("1.")              # its own numpy<2 venv
         assert rows[fmt]["runtime"].startswith("ai-edge-litert")                  # beside the LiteRT row
         assert legacy["peak_rss_mb"] > 0 and legacy["model_rss_mb"] is not None
-        same = np.abs(np.subtract(accuracy[f"{fmt} (tflite-runtime)"]["probs"], accuracy[fmt]["probs"])).max()
+        same = np.abs(np.subtract(accuracy[legacy_label]["probs"], accuracy[fmt]["probs"])).max()
         assert same < 1e-6                                                       # same model, same answers
-    assert f"| tflite-int8 (tflite-runtime) | tflite-runtime 2.14" in (out / "bench.md").read_text()
+    assert "| tflite-int8 (rejected, tflite-runtime) | tflite-runtime 2.14" in (out / "bench.md").read_text()
