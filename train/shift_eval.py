@@ -122,16 +122,17 @@ def plot_shifts(result: dict, path: Path) -> None:
     low = values - np.array([result["shifts"][n]["auc"]["ci_low"] for n in names])
     high = np.array([result["shifts"][n]["auc"]["ci_high"] for n in names]) - values
     clean = result["clean"]
-    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(names) + 1.6))
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(names) + 2.0))
     ax.axvspan(clean["ci_low"], clean["ci_high"], color="tab:green", alpha=0.15, label="clean 95 % CI")
     ax.axvline(clean["value"], color="tab:green", lw=1.5, label=f"clean AUC {clean['value']:.3f}")
     ax.axvline(0.5, color="grey", lw=1, ls=":", label="chance")
-    ax.barh(range(len(names)), values, xerr=[low, high], color="tab:blue", alpha=0.8, capsize=2)
+    colors = ["tab:grey" if n in STABILITY_PROBES else "tab:blue" for n in names]
+    ax.barh(range(len(names)), values, xerr=[low, high], color=colors, alpha=0.8, capsize=2)
     ax.set_yticks(range(len(names)), names)
     ax.set_xlim(0.4, 1.0)
     ax.set_xlabel("AUC (95 % CI, stratified bootstrap)")
     ax.set_title(f"Shift suite: {result['format']} on {result['split']} (n={result['n']})")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)
