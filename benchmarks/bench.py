@@ -60,7 +60,24 @@ def run_bench(options: BenchOptions, command: str = "") -> dict:
     }
     report["targets"] = [t.to_dict() for t in evaluate_targets(report)]
     report["notes"] = notes_for(report, options, skipped)
+    report["heatmaps"] = heatmap_summary(run_dir)
     return report
+
+
+def heatmap_summary(run_dir: Path) -> dict | None:
+    """Heatmap fidelity and pointing game per artifact, as the export measured them (export_report.json)."""
+    import json
+
+    try:
+        export = json.loads((run_dir / "export_report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    heatmaps = export.get("heatmaps") if isinstance(export, dict) else None
+    if not isinstance(heatmaps, dict) or "keras" not in heatmaps:
+        return None
+    rows = {r.get("format"): r.get("facts", {}).get("heatmap") for r in export.get("rows", []) if isinstance(r, dict)}
+    return {"source": "export_report.json", "date": export.get("date"), "keras": heatmaps["keras"],
+            "formats": {name: facts for name, facts in rows.items() if facts}}
 
 
 def measure(jobs: list, options: BenchOptions, run_dir: Path, pixels) -> list[tuple]:

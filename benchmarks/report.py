@@ -147,6 +147,27 @@ def _macs_text(macs: int) -> str:
     return f"{macs / 1e9:.3f} G MACs" if macs >= 1e8 else f"{macs / 1e6:.3f} M MACs"
 
 
+def heatmap_lines(heatmaps: dict | None) -> list[str]:
+    """Where each artifact's heatmap points (pointing game on boxed fractured test images), from the export report."""
+    if not heatmaps:
+        return []
+    keras = heatmaps["keras"]
+    game, base = keras.get("pointing_game"), keras.get("center_baseline")
+    if not game:
+        return []
+    lines = ["", "## Heatmaps: does it point at the fracture?", "",
+             f"Pointing game as `export` measured it ({heatmaps.get('date')}): the heatmap's peak within "
+             f"{game['margin_px']} px of a FracAtlas box, {game['images']} fractured {game['split']} images; "
+             f"image centre (chance) {base['hit_rate']:.1%}.", "",
+             "| row | pointing game | heatmap correlation with Keras (median / 5th pct) |", "|---|--:|--:|",
+             f"| keras | {game['hit_rate']:.1%} | reference |"]
+    for name, facts in heatmaps.get("formats", {}).items():
+        point = facts.get("pointing_game") or {}
+        lines.append(f"| {name} | {_num(100 * point['hit_rate'] if point else None, 1, ' %')} | "
+                     f"{_num(facts.get('correlation_median'), 4)} / {_num(facts.get('correlation_p5'), 4)} |")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     """The whole bench.md."""
     run = report["run"]
@@ -163,6 +184,7 @@ def render_markdown(report: dict) -> str:
               f"Metrics at the balanced threshold; agreement, ΔF1 and ΔAUC against **{report.get('reference') or '–'}**.",
               "", *accuracy_table(report["accuracy"])]
     parts += ["", "## Targets", "", *targets_table(report["targets"])]
+    parts += heatmap_lines(report.get("heatmaps"))
     trouble = problems(report)
     if trouble:
         parts += ["", "## Rows that did not run", "", *trouble]

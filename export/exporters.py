@@ -19,6 +19,7 @@ from ..edge_runtime import atomic
 from ..edge_runtime.formats import EXPORT_FORMATS
 from ..edge_runtime.preprocessing import InputContract
 from .calibration import ImageSet
+from .extra_outputs import EXTRA_OUTPUTS, with_extra_outputs
 from .int8_census import int8_census
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class ExportContext:
     fold_normalization: bool = True    # ... and reads raw pixels in conv1 (export/stem_fold.py)
     load_tuning: Callable[[], ImageSet] | None = None
     meter: object | None = None        # footprint.StageMeter: time and memory of each step below
+    extra_outputs: tuple[str, ...] = tuple(EXTRA_OUTPUTS)   # beside the probability (extra_outputs.py)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @contextlib.contextmanager
@@ -167,7 +169,8 @@ class ExportContext:
             from .tflite_export import export_saved_model
 
             with self._stage(f"SavedModel ({key})"):
-                self._cache[key] = export_saved_model(model, self._temp_dir("fe-savedmodel-") / "model")
+                self._cache[key] = export_saved_model(with_extra_outputs(model, self.extra_outputs),
+                                                      self._temp_dir("fe-savedmodel-") / "model")
         return self._cache[key]
 
     def _temp_dir(self, prefix: str) -> Path:
@@ -189,7 +192,8 @@ class ExportContext:
             from .onnx_export import convert_onnx
 
             with self._stage("ONNX conversion (tf2onnx)"):
-                self._cache["onnx"] = convert_onnx(self.model, self.contract.size, self.onnx_opset)
+                self._cache["onnx"] = convert_onnx(with_extra_outputs(self.model, self.extra_outputs),
+                                                   self.contract.size, self.onnx_opset)
         return self._cache["onnx"]
 
     def onnx_int8_source_bytes(self) -> bytes:
@@ -201,7 +205,8 @@ class ExportContext:
 
             model = self.int8_model()
             with self._stage("ONNX conversion of the int8 model (tf2onnx)"):
-                self._cache["onnx_int8_source"] = convert_onnx(model, self.contract.size, self.onnx_opset)
+                self._cache["onnx_int8_source"] = convert_onnx(with_extra_outputs(model, self.extra_outputs),
+                                                               self.contract.size, self.onnx_opset)
         return self._cache["onnx_int8_source"]
 
     def onnx_int8_prepared(self) -> tuple[Path, Path]:

@@ -65,7 +65,8 @@ def record_ranges(model_bytes: bytes, pixels: np.ndarray) -> bytes:
 
 
 def classifier_ops(model_bytes: bytes) -> tuple[str, ...]:
-    """Output names of the ops after the last MEAN (global average pool): the classifier and its sigmoid."""
+    """Output names of the ops that read the last MEAN (global average pool), directly or not: the classifier
+    and its sigmoid. An extra output branching off before the pool (the heatmap) is not among them."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -76,7 +77,13 @@ def classifier_ops(model_bytes: bytes) -> tuple[str, ...]:
     means = [i for i, code in enumerate(codes) if code == schema.BuiltinOperator.MEAN]
     if not means:
         return ()
-    return tuple(graph.tensors[op.outputs[0]].name.decode() for op in graph.operators[means[-1] + 1:])
+    reached = {int(t) for t in graph.operators[means[-1]].outputs}
+    head = []
+    for op in graph.operators[means[-1] + 1:]:
+        if reached & {int(t) for t in op.inputs}:
+            reached |= {int(t) for t in op.outputs}
+            head.append(graph.tensors[op.outputs[0]].name.decode())
+    return tuple(head)
 
 
 def quantize_calibrated(calibrated: bytes, denylist: tuple[str, ...] = ()) -> bytes:

@@ -24,6 +24,8 @@ from .calibration import (ImageSet, calibration_set, resolve_data_dir, selection
                           tuning_set, verification_set)
 from .compat import check_artifact
 from .exporters import EXPORTERS, ExportContext
+from .extra_outputs import declare_extra_outputs
+from .heatmap_check import verify_heatmaps
 from .footprint import StageMeter, peak_rss_mb, release_memory, rss_mb
 from .gates import GateResult, Gates
 
@@ -286,16 +288,20 @@ def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
     bundle = load_bundle(opts.run_dir)
     with meter.stage("load keras model"):
         model = load_keras_model(opts.run_dir, input_contract(bundle).size)
+    bundle, extra_outputs = declare_extra_outputs(bundle, model)   # every artifact carries them
     verifier, load_calibration, load_selection, load_tuning = load_inputs(opts, bundle, model, meter)
     ctx = ExportContext(model, input_contract(bundle), load_calibration, load_selection, opts.onnx_opset,
                         opts.onnx_reduce_range, equalize=opts.equalize, qat=qat_options(opts),
-                        fold_normalization=opts.fold_normalization, meter=meter)
+                        fold_normalization=opts.fold_normalization, meter=meter, extra_outputs=extra_outputs)
     ctx.load_tuning = lambda: load_tuning(ctx.calibration())
     try:
         rows = [export_format(i, name, ctx, bundle, verifier, opts) for i, name in enumerate(opts.formats, 1)]
     finally:
         ctx.close()
+    rows, heatmaps = verify_heatmaps(rows, opts.run_dir, resolve_data_dir(opts.verify_data, bundle, opts.run_dir,
+                                                                          "verify"), bundle, model, verifier.images, meter)
     context = record_export(opts, bundle, rows, verifier.images, time.perf_counter() - start)
+    context["heatmaps"] = heatmaps
     context["memory"] = meter.to_dict()
     if opts.android_assets:
         try:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..edge_runtime import atomic
 from .gates import finite_or_none
+from .heatmap_check import report_lines
 
 REPORT_SCHEMA = "fracture_edge.export_report/1"
 JSON_NAME, MD_NAME = "export_report.json", "export_report.md"
@@ -48,6 +49,7 @@ def markdown(rows: list, context: dict) -> str:
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
     lines += [line for note in mixed_int8_notes(rows) for line in ("", f"**Note:** {note}")]
+    lines += report_lines(rows, context.get("heatmaps"))
     lines += ["", "## Details", ""] + [line for r in rows for line in detail_lines(r)]
     lines += memory_lines(context.get("memory"))
     lines += ["", "Gates: " + "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in lim.items() if v is not None)

@@ -96,7 +96,8 @@ def tflite_quantization(path) -> dict:
     interpreter = Interpreter(model_path=str(path))
     inputs = [tensor_quantization(d) for d in interpreter.get_input_details()]
     outputs = [tensor_quantization(d) for d in interpreter.get_output_details()]
-    info = {"input": inputs[0], "output": outputs[0]}
+    probability = [q for q in outputs if int(np.prod(q["shape"][1:])) == 1]   # extra outputs are larger
+    info = {"input": inputs[0], "output": (probability or outputs)[0]}
     if inputs[0]["dtype"] == "uint8":
         info["raw_pixels_exact"] = raw_pixels_exact(inputs[0])
     return info
