@@ -110,6 +110,27 @@ def _export_section(run: Path) -> list[str]:
     return lines + ["", "Agreement: share of verification images (val + test) given the same decision as the Keras model."]
 
 
+def _heatmap_section(run: Path) -> list[str]:
+    """The pointing game per artifact (heatmap peak within a margin of a box) and its chance baseline, from export."""
+    heatmaps = (_read_json(run / "export_report.json") or {}).get("heatmaps") or {}
+    keras = heatmaps.get("keras") or {}
+    game, base = keras.get("pointing_game"), keras.get("center_baseline")
+    if not game:
+        return ["Not measured (no export with heatmaps, or no boxes.csv in the verification data)."]
+    lines = [f"Pointing game: the heatmap's peak within {game['margin_px']} px of a box, on {game['images']} fractured "
+             f"{game['split']} images; the image centre (chance) scores {base['hit_rate']:.1%}.", "",
+             "| row | pointing game | heatmap correlation with Keras (median / 5th pct) |", "|---|---|---|",
+             f"| keras | {game['hit_rate']:.1%} | reference |"]
+    report = _read_json(run / "export_report.json") or {}
+    for row in report.get("rows", []):
+        facts = (row.get("facts") or {}).get("heatmap") or {}
+        point = facts.get("pointing_game") or {}
+        if point:
+            lines.append(f"| {row['format']} | {point['hit_rate']:.1%} | {facts.get('correlation_median')} / "
+                         f"{facts.get('correlation_p5')} |")
+    return lines + ["", "A heatmap shows where the model looked, not that it found the fracture."]
+
+
 def _speed_section(run: Path) -> list[str]:
     bench = _read_json(run / "bench" / "bench.json")
     if not bench:
@@ -167,6 +188,7 @@ def render_model_card(run_dir: str | Path) -> str:
         lines += _subgroup_section(test.get("paths", []), y, p, _split_rows(data.get("source")), thresholds["balanced"])
     lines += ["", "## Acquisition shifts", ""] + _shift_section(run)
     lines += ["", "## Exported artifacts: fidelity to the Keras model", ""] + _export_section(run)
+    lines += ["", "## Where it looks: heatmaps on FracAtlas' fracture boxes", ""] + _heatmap_section(run)
     lines += ["", "## Speed", ""] + _speed_section(run)
     lines += ["", "## Known failure modes", "",
               "- Trained on one public dataset; images from other hospitals, devices or post-processing can differ in "

@@ -56,3 +56,18 @@ def test_bench_shows_the_pointing_game_the_export_measured(tmp_path):
     text = "\n".join(heatmap_lines(heatmap_summary(tmp_path)))
     assert "| keras | 50.0% |" in text and "| tflite-fp32 | 50.0 % | 1.0000 / 0.9900 |" in text
     assert "onnx-int8" not in text and "chance) 25.0%" in text
+
+
+def test_model_card_states_the_pointing_game(tmp_path):
+    import json
+
+    from fracture_edge.edge_runtime.model_card import _heatmap_section
+
+    assert "Not measured" in _heatmap_section(tmp_path)[0]
+    game = {"hit_rate": 0.263, "hits": 25, "images": 95, "margin_px": 15, "split": "test"}
+    (tmp_path / "export_report.json").write_text(json.dumps({
+        "heatmaps": {"keras": {"pointing_game": game, "center_baseline": {"hit_rate": 0.274}}},
+        "rows": [{"format": "tflite-int8", "facts": {"heatmap": {"pointing_game": game, "correlation_median": 0.98,
+                                                                 "correlation_p5": 0.92}}}]}))
+    text = "\n".join(_heatmap_section(tmp_path))
+    assert "| keras | 26.3% |" in text and "| tflite-int8 | 26.3% | 0.98 / 0.92 |" in text and "27.4%" in text
