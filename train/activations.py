@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -23,13 +24,15 @@ class SplitData:
 
 
 def load_split(name: str, samples: list[Sample], contract: InputContract) -> SplitData:
-    """Decode and preprocess a split; unreadable files are skipped, logged and counted."""
+    """Decode and preprocess a split into one preallocated uint8 array (never chunks plus a concatenated
+    copy); unreadable files are skipped, logged and counted."""
     paths = [s.path for s in samples]
-    chunks, kept_all, failures = [], [], []
+    pixels = np.empty((len(paths), contract.size, contract.size, contract.channels), np.uint8)
+    kept_all, failures = [], []
     step = 256
     for start in progress(range(0, len(paths), step), desc=f"loading {name}", total=-(-len(paths) // step)):
-        pixels, kept, failed = load_batch(paths[start:start + step], contract)
-        chunks.append(pixels)
+        batch, kept, failed = load_batch(paths[start:start + step], contract)
+        pixels[len(kept_all):len(kept_all) + len(kept)] = batch
         kept_all.extend(start + i for i in kept)
         failures.extend(failed)
     for path, reason in failures:
@@ -37,21 +40,29 @@ def load_split(name: str, samples: list[Sample], contract: InputContract) -> Spl
     kept_samples = tuple(samples[i] for i in kept_all)
     targets = np.array([s.target for s in kept_samples], dtype=np.int64)
     log.info("%s: %d images loaded (%d fractured), %d skipped", name, len(kept_samples), int(targets.sum()), len(failures))
-    return SplitData(name, np.concatenate(chunks), targets, kept_samples, tuple(failures))
+    return SplitData(name, pixels[:len(kept_all)] if failures else pixels, targets, kept_samples, tuple(failures))
 
 
-def cache_activations(submodel, pixels: np.ndarray, batch_size: int, desc: str,
-                      dtype: type = np.float32) -> np.ndarray:
-    """Run `submodel` (raw pixels -> activations) over `pixels` in batches; returns a numpy array."""
+def cache_activations(submodel, pixels: np.ndarray, batch_size: int, desc: str, dtype: type = np.float32,
+                      augment: Callable[[np.ndarray], np.ndarray] | None = None,
+                      out: np.ndarray | None = None) -> np.ndarray:
+    """Run `submodel` (raw pixels -> activations) over `pixels` in batches, written into `out` (allocated here
+    when not given: never a list of batches plus a concatenated copy).
+
+    `augment` maps each uint8 batch to an augmented one just before it is fed, so an augmented view of a
+    split is never held in memory, only one batch of it.
+    """
     import tensorflow as tf
 
     call = tf.function(lambda x: submodel(x, training=False), reduce_retracing=True)
-    outputs = []
+    if out is None:
+        out = np.empty((len(pixels), *submodel.output.shape[1:]), dtype)
     starts = range(0, len(pixels), batch_size)
     for start in progress(starts, desc=desc, total=len(starts)):
-        batch = tf.convert_to_tensor(pixels[start:start + batch_size], dtype=tf.float32)
-        outputs.append(call(batch).numpy().astype(dtype, copy=False))
-    return np.concatenate(outputs)
+        batch = pixels[start:start + batch_size]
+        batch = tf.convert_to_tensor(np.asarray(augment(batch) if augment else batch, np.float32))
+        out[start:start + len(batch)] = call(batch).numpy()
+    return out
 
 
 def class_weights(targets: np.ndarray) -> dict[int, float]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -32,6 +33,13 @@ def augment_pixels(pixels: np.ndarray, rng: np.random.Generator, opts: AugmentOp
     gray = gray + 255.0 * rng.uniform(-opts.brightness, opts.brightness)
     out = np.clip(np.floor(gray + 0.5), 0, 255).astype(np.uint8)
     return np.repeat(out[:, :, None], pixels.shape[2], axis=2)
+
+
+def view_augmenter(seed: int, opts: AugmentOptions = AugmentOptions()) -> Callable[[np.ndarray], np.ndarray]:
+    """batch -> its augmented copy, drawing from one generator across calls: batches fed in order give exactly
+    augmented_views(pixels, 2, seed)[len(pixels):], without ever holding that whole view (training caches it)."""
+    rng = np.random.default_rng(seed)
+    return lambda batch: np.stack([augment_pixels(p, rng, opts) for p in batch])
 
 
 def augmented_views(pixels: np.ndarray, views: int, seed: int, opts: AugmentOptions = AugmentOptions()) -> np.ndarray:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.metrics import choose_thresholds
 from ..edge_runtime.preprocessing import InputContract
 from . import activations, stages
-from .augment import augmented_views
+from .augment import view_augmenter
 from .model import (FEATURE_LAYER, FINETUNE_FROM, build_model, estimate_batchnorm_statistics, feature_extractor,
                     trainable_tail)
 from .options import TrainOptions
@@ -72,20 +73,30 @@ def check_leakage(samples: list, opts: TrainOptions) -> dict:
 
 
 def cache_inputs(model, splits: dict, opts: TrainOptions) -> tuple[dict, str]:
-    """Activations entering the trainable tail (or pooled features when nothing is fine-tuned)."""
+    """Activations entering the trainable tail (or pooled features when nothing is fine-tuned).
+
+    The training views are written straight into one float16 array; an augmented view is made a batch at
+    a time as it is fed (the same images, in the same order, as augmenting the whole split first).
+    """
     layer = FINETUNE_FROM.get(opts.finetune_from, FEATURE_LAYER)
     extractor = feature_extractor(model, layer)
     train = splits["train"]
-    views = []
-    for v in range(opts.views):
-        pixels = train.pixels if v == 0 else augmented_views(train.pixels, 2, opts.seed + v)[len(train.pixels):]
-        views.append(activations.cache_activations(extractor, pixels, opts.batch_size, f"caching train view {v + 1}/{opts.views}",
-                                                   dtype=np.float16))
-    cached = {"train": np.concatenate(views),
+    n = len(train.pixels)
+    cached = {"train": np.empty((n * opts.views, *extractor.output.shape[1:]), np.float16),
               "train_y": np.tile(train.targets, opts.views)}
+    for v in range(opts.views):
+        activations.cache_activations(extractor, train.pixels, opts.batch_size, f"caching train view {v + 1}/{opts.views}",
+                                      augment=None if v == 0 else view_augmenter(opts.seed + v),
+                                      out=cached["train"][v * n:(v + 1) * n])
     for name in ("val", "test"):
         cached[name] = activations.cache_activations(extractor, splits[name].pixels, opts.batch_size, f"caching {name}")
     return cached, layer
+
+
+def drop_pixels(splits: dict) -> dict:
+    """The splits without their decoded images, once every model input is cached (about 1.2 GB at 320 px)."""
+    return {name: replace(split, pixels=np.empty((0, *split.pixels.shape[1:]), np.uint8))
+            for name, split in splits.items()}
 
 
 def train(opts: TrainOptions) -> RunSummary:
@@ -102,10 +113,10 @@ def train(opts: TrainOptions) -> RunSummary:
         rng = np.random.default_rng(opts.seed)
         estimate_batchnorm_statistics(model, splits["train"].pixels[rng.permutation(len(splits["train"].targets))])
     cached, layer = cache_inputs(model, splits, opts)
+    splits = drop_pixels(splits)
     weights = activations.class_weights(cached["train_y"])
     history = {}
-    to_features = (lambda a: a) if layer == FEATURE_LAYER else stages.pooled_features(model, layer).predict
-    feats = {k: np.asarray(to_features(cached[k]), np.float32) for k in ("train", "val")}
+    feats = {k: pooled(model, layer, cached[k], opts.batch_size, k) for k in ("train", "val")}
     history["head"] = stages.fit_head(model, feats["train"], cached["train_y"], feats["val"], splits["val"].targets,
                                       weights, opts.head_epochs, opts.head_lr, opts.batch_size * 2, opts.patience)
     if layer != FEATURE_LAYER and opts.finetune_epochs:
@@ -116,6 +127,15 @@ def train(opts: TrainOptions) -> RunSummary:
     thresholds = choose_thresholds(splits["val"].targets, probs["val"])
     return write_run_folder(out, model, opts, contract, splits, probs, thresholds, history, data_report,
                             time.perf_counter() - started)
+
+
+def pooled(model, layer: str, cached: np.ndarray, batch_size: int, name: str) -> np.ndarray:
+    """Pooled features (float32) of cached activations, a batch at a time into one array (Keras predict on the
+    whole float16 cache made float32 copies of it: about 2 GB at 320 px with 2 views)."""
+    if layer == FEATURE_LAYER:
+        return np.asarray(cached, np.float32)
+    return activations.cache_activations(stages.pooled_features(model, layer), cached, batch_size * 4,
+                                         f"pooling {name} activations")
 
 
 def predict_cached(model, layer: str, x: np.ndarray) -> np.ndarray:
