@@ -45,10 +45,8 @@ def artifact_probabilities(run_dir: Path, fmt: str, pixels: np.ndarray) -> np.nd
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def evaluate_run(run_dir: str, data: str | None, split: str, fmt: str = "keras") -> dict:
-    """Metrics of one format on one split at the bundle's thresholds; written to RUN/eval_<fmt>_<split>.json."""
-    started = time.perf_counter()
-    run = Path(run_dir)
+def load_run_split(run: Path, data: str | None, split: str, fmt: str):
+    """(bundle, data source, loaded split) for scoring `fmt` of a run on a split (the run's own data by default)."""
     bundle = load_bundle(run)
     get_format(fmt)
     source = data or bundle.get("data", {}).get("source")
@@ -56,7 +54,14 @@ def evaluate_run(run_dir: str, data: str | None, split: str, fmt: str = "keras")
         raise FractureEdgeError(f"{run}: bundle has no data source; pass --data DIR")
     samples = select_split(read_dataset(source), split, source)
     require_both_classes(samples, f"{source} [{split}]")
-    loaded = load_split(split, samples, input_contract(bundle))
+    return bundle, source, load_split(split, samples, input_contract(bundle))
+
+
+def evaluate_run(run_dir: str, data: str | None, split: str, fmt: str = "keras") -> dict:
+    """Metrics of one format on one split at the bundle's thresholds; written to RUN/eval_<fmt>_<split>.json."""
+    started = time.perf_counter()
+    run = Path(run_dir)
+    bundle, source, loaded = load_run_split(run, data, split, fmt)
     probs = keras_probabilities(run, loaded.pixels) if fmt == "keras" else artifact_probabilities(run, fmt, loaded.pixels)
     result = {"run": str(run), "format": fmt, "data": str(source), "split": split,
               "skipped_unreadable": [list(f) for f in loaded.failures],

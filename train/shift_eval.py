@@ -14,16 +14,14 @@ from typing import Callable
 import numpy as np
 
 from ..edge_runtime import atomic
-from ..edge_runtime.bundle import input_contract, load_bundle
 from ..edge_runtime.confidence import auc_ci, format_ci, paired_auc_difference
-from ..edge_runtime.dataset import read_dataset, require_both_classes, select_split
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.formats import get_format
 from ..edge_runtime.metrics import agreement
 from ..edge_runtime.model_card import write_model_card
 from ..edge_runtime.progress import progress
 from ..edge_runtime.shifts import STABILITY_PROBES, apply_shift, shift_names
-from .activations import load_split
+from .evaluate import load_run_split
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +51,8 @@ def evaluate_shifts(run_dir: str, data: str | None, split: str = "test", fmt: st
     """AUC + 95 % CI on the clean split and under every shift; the worst and the mean; files written to RUN."""
     started = time.perf_counter()
     run = Path(run_dir)
-    bundle = load_bundle(run)
-    get_format(fmt)
     names = tuple(names or shift_names())
-    source = data or bundle.get("data", {}).get("source")
-    if not source:
-        raise FractureEdgeError(f"{run}: bundle has no data source; pass --data DIR")
-    samples = select_split(read_dataset(source), split, source)
-    require_both_classes(samples, f"{source} [{split}]")
-    loaded = load_split(split, samples, input_contract(bundle))
+    bundle, source, loaded = load_run_split(run, data, split, fmt)
     score, y, thresholds = scorer(run, fmt), loaded.targets, bundle["thresholds"]
     clean = score(loaded.pixels)
     rows = {}
