@@ -221,9 +221,12 @@ class OnnxBackend:
 
 
 def probability_index(specs: tuple[TensorSpec, ...]) -> int:
-    """Which output is the probability: the one with a single value per image (a model with one output: it)."""
+    """Which output is the probability: the one with a single value per image (a model with one output: it).
+
+    At a small input size a heatmap can also hold one value per image (a 1x1 map); the probability is
+    then the one of lowest rank, (N, 1), beside the map's (N, 1, 1, 1)."""
     single = [i for i, spec in enumerate(specs) if int(np.prod(spec.shape[1:])) == 1]
-    return single[0] if single else 0
+    return min(single, key=lambda i: (len(specs[i].shape), i)) if single else 0
 
 
 def concatenate_each(parts: list[list[np.ndarray]]) -> list[np.ndarray]:

@@ -186,3 +186,15 @@ def test_missing_runtime_names_the_extra(monkeypatch, fmt, hidden, extra):
     with pytest.raises(MissingExtraError) as info:
         Classifier(FIXTURES, format=fmt)
     assert extra in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_probability_is_told_from_a_one_cell_heatmap_by_its_rank():
+    """At a small input size the heatmap is a 1x1 map: one value per image, like the probability."""
+    from fracture_edge.edge_runtime.backends import TensorSpec, probability_index
+
+    f32 = np.dtype(np.float32)
+    heatmap, prob = TensorSpec("heatmap", (1, 1, 1, 1), f32), TensorSpec("prob", (1, 1), f32)
+    assert probability_index((heatmap, prob)) == 1
+    assert probability_index((prob, heatmap)) == 0
+    assert probability_index((TensorSpec("map", (1, 7, 7, 1), f32), prob)) == 1
+    assert probability_index((prob,)) == 0
