@@ -8,7 +8,6 @@ tensor after its last use (1.5 GB process peak for the same batch, the same prob
 """
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from typing import Callable
@@ -18,6 +17,7 @@ import numpy as np
 from ..edge_runtime.classifier import Classifier
 from ..edge_runtime.progress import progress
 from .calibration import ImageSet
+from .footprint import release_memory
 from .gates import GateResult, Gates, check_gates
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def runtime_probs(path: str | os.PathLike, pixels: np.ndarray, num_threads: int 
                  for s in progress(batches, f"verify {os.path.basename(path)}", len(batches))]
     finally:
         del classifier
-        gc.collect()
+        release_memory()
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
