@@ -79,18 +79,18 @@ def _pad_limits(ax, xs: list[float], ys: list[float]) -> None:
     ax.set_ylim(min(ys) - 0.25 * span, max(ys) + 0.25 * span)
 
 
-# label offsets in points, tried in this order: beside the point, then further up and down
-_RIGHT = [(7, 4), (7, -13)] + [(7, dy) for step in range(1, 8) for dy in (4 + 11 * step, -13 - 11 * step)]
-_LEFT = [(-dx, dy) for dx, dy in _RIGHT]
+# label offsets in points (dx, dy): beside the point, then above or below it, then further away; nearest first
+_OFFSETS = sorted([(dx, dy) for dx in (7, 0, -7) for dy in (4, -13, 15, -24, 26, -35, 37, -46, 48, -57, 59, -68)],
+                  key=lambda o: (abs(o[1]) + (4 if o[0] == 0 else 0), -o[0]))
 _NEAR_PX = 45   # a neighbour this close on the right sends a label to the left first
 
 
 def place_labels(ax, points: list[tuple[str, float, float]], fontsize: int = 8) -> None:
     """Annotate each (label, x, y) where its text overlaps no marker and no other label and stays inside the axes.
 
-    A point with a close neighbour on its right is labelled on its left first; every label has a thin
-    leader line to its point, so a label moved up or down still names the right one. Text extents
-    are measured with the figure's renderer.
+    Places are tried nearest first (beside, above or below, then further away); a point with a close
+    neighbour on its right tries its left side first. Every label has a thin leader line to its point, so a
+    label moved up or down still names the right one. Text extents are measured with the figure's renderer.
     """
     from matplotlib.text import Text
     from matplotlib.transforms import Bbox
@@ -102,7 +102,7 @@ def place_labels(ax, points: list[tuple[str, float, float]], fontsize: int = 8) 
 
     def annotate(label, x, y, dx, dy):
         text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
-                           ha="left" if dx > 0 else "right", va="bottom" if dy > 0 else "top",
+                           ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom" if dy > 0 else "top",
                            arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6, "shrinkA": 1, "shrinkB": 5})
         text.get_window_extent(renderer)  # lays the annotation out; the box below is the text alone, no leader line
         return text, Text.get_window_extent(text, renderer).expanded(1.04, 1.1)
@@ -111,7 +111,8 @@ def place_labels(ax, points: list[tuple[str, float, float]], fontsize: int = 8) 
         label, x, y = points[i]
         px, py = pixels[i]
         crowded_right = any(0 < qx - px < _NEAR_PX and abs(qy - py) < 12 for qx, qy in pixels)
-        candidates = _LEFT + _RIGHT if crowded_right else _RIGHT + _LEFT
+        candidates = sorted(_OFFSETS, key=lambda o: (abs(o[1]) + (4 if o[0] == 0 else 0), o[0] if crowded_right
+                                                      else -o[0]))
         for dx, dy in candidates:
             text, box = annotate(label, x, y, dx, dy)
             fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
