@@ -67,24 +67,30 @@ def zoom_out(fraction: float) -> Shift:
     return shift
 
 
-def burned_in_text(gray, rng):
-    """Burned-in side markers and a text line, white, at seeded places (size relative to the image)."""
-    n = gray.shape[0]
-    image = Image.fromarray(gray)
-    draw = ImageDraw.Draw(image)
-    font_size = max(8, n // 12)
-    try:
-        from PIL import ImageFont
-        font = ImageFont.load_default(size=font_size)
-    except TypeError:  # pillow < 10.1 has no sized default font
-        font = None
-    for text in ("L", "R", "AP 2024-03-11", "STANDING"):
-        x, y = (int(v) for v in rng.integers(0, max(1, n - 4 * font_size), size=2))
-        draw.text((x, y), text, fill=255, font=font)
-    box = int(rng.integers(n // 20, n // 8))
-    x, y = (int(v) for v in rng.integers(0, n - box, size=2))
-    draw.rectangle((x, y, x + box, y + box), fill=255)
-    return np.asarray(image)
+def markers(texts: tuple[str, ...]) -> Shift:
+    """Burned-in side markers and text lines, white, at seeded places (size relative to the image), and a
+    white square."""
+    def shift(gray, rng):
+        n = gray.shape[0]
+        image = Image.fromarray(gray)
+        draw = ImageDraw.Draw(image)
+        font_size = max(8, n // 12)
+        try:
+            from PIL import ImageFont
+            font = ImageFont.load_default(size=font_size)
+        except TypeError:  # pillow < 10.1 has no sized default font
+            font = None
+        for text in texts:
+            x, y = (int(v) for v in rng.integers(0, max(1, n - 4 * font_size), size=2))
+            draw.text((x, y), text, fill=255, font=font)
+        box = int(rng.integers(n // 20, n // 8))
+        x, y = (int(v) for v in rng.integers(0, n - box, size=2))
+        draw.rectangle((x, y, x + box, y + box), fill=255)
+        return np.asarray(image)
+    return shift
+
+
+burned_in_text = markers(("L", "R", "AP 2024-03-11", "STANDING"))
 
 
 def gamma(value: float) -> Shift:
