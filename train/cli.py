@@ -23,6 +23,7 @@ def register(subparsers) -> None:
 
 
 def _register_train(subparsers) -> None:
+    from .augment import AUGMENTATIONS
     from .options import TrainOptions
 
     d = TrainOptions(data="", out="")
@@ -36,6 +37,9 @@ def _register_train(subparsers) -> None:
                    help=f"imagenet (Keras download, needs internet) | none | PATH (e.g. {SHARED_WEIGHTS_HINT})")
     p.add_argument("--size", type=int, default=d.size, help="input side in pixels")
     p.add_argument("--views", type=int, default=d.views, help="cached views per training image (1 = no augmentation)")
+    p.add_argument("--augment", choices=sorted(AUGMENTATIONS), default=d.augment,
+                   help="augmented views: basic (flips, small rotations, brightness/contrast) or robust (also "
+                        "quarter turns, inversion, crops, exposure, markers, low resolution, blur, JPEG, noise)")
     p.add_argument("--head-epochs", type=int, default=d.head_epochs)
     p.add_argument("--head-lr", type=float, default=d.head_lr)
     p.add_argument("--finetune-from", default=d.finetune_from, help="conv5 (last dense block) | conv4 | conv3 | conv2 | none (head only)")

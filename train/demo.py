@@ -27,7 +27,7 @@ def prepare_demo_dir(out: Path) -> None:
 
 def demo_train_options(data: Path, run: Path, size: int, seed: int) -> TrainOptions:
     """Small, fast settings: random init (no download), 2 cached views, nearly the whole network trained."""
-    return TrainOptions(data=str(data), out=str(run), weights="none", size=size, views=2, head_epochs=20,
+    return TrainOptions(data=str(data), out=str(run), weights="none", size=size, views=2, augment="basic", head_epochs=20,
                         head_lr=3e-3, finetune_from="conv3", finetune_epochs=12, finetune_lr=1e-3,
                         batch_size=32, patience=5,
                         seed=seed, synthetic=True, overwrite=True)

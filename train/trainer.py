@@ -13,7 +13,7 @@ from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.metrics import choose_thresholds
 from ..edge_runtime.preprocessing import InputContract
 from . import activations, stages
-from .augment import view_augmenter
+from .augment import AUGMENTATIONS, view_augmenter
 from .model import (FEATURE_LAYER, FINETUNE_FROM, build_model, estimate_batchnorm_statistics, feature_extractor,
                     trainable_tail)
 from .options import TrainOptions
@@ -86,7 +86,7 @@ def cache_inputs(model, splits: dict, opts: TrainOptions) -> tuple[dict, str]:
               "train_y": np.tile(train.targets, opts.views)}
     for v in range(opts.views):
         activations.cache_activations(extractor, train.pixels, opts.batch_size, f"caching train view {v + 1}/{opts.views}",
-                                      augment=None if v == 0 else view_augmenter(opts.seed + v),
+                                      augment=None if v == 0 else view_augmenter(opts.seed + v, AUGMENTATIONS[opts.augment]),
                                       out=cached["train"][v * n:(v + 1) * n])
     for name in ("val", "test"):
         cached[name] = activations.cache_activations(extractor, splits[name].pixels, opts.batch_size, f"caching {name}")
