@@ -87,6 +87,34 @@ def paired_auc_difference(y_true, scores_a, scores_b, n: int = N_RESAMPLES, seed
     return result
 
 
+def has_both_classes(y_true, minimum: int = 2) -> bool:
+    """Whether a bootstrap (and DeLong) can run: at least `minimum` images of each class."""
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    return int(y.sum()) >= minimum and int((1 - y).sum()) >= minimum
+
+
+def artifact_uncertainty(y_true, probs, thresholds: dict, reference_probs=None, n: int = N_RESAMPLES,
+                         seed: int = 0) -> dict | None:
+    """{"metrics": metric_cis(probs), "auc_vs_reference": AUC(probs) - AUC(reference) with its paired CI and p}
+    for one artifact scored on the same images as its reference; None when a class has under two images."""
+    if not has_both_classes(y_true):
+        return None
+    out = {"metrics": metric_cis(y_true, probs, thresholds, n, seed)}
+    if reference_probs is not None:
+        out["auc_vs_reference"] = paired_auc_difference(y_true, reference_probs, probs, n, seed)
+    return out
+
+
 def format_ci(entry: dict, digits: int = 3) -> str:
     """'0.912 (0.889-0.933)'."""
     return f"{entry['value']:.{digits}f} ({entry['ci_low']:.{digits}f}-{entry['ci_high']:.{digits}f})"
+
+
+def format_change(entry: dict, digits: int = 3) -> str:
+    """A signed difference with its CI: '+0.004 (-0.002 to +0.010)'."""
+    return f"{entry['value']:+.{digits}f} ({entry['ci_low']:+.{digits}f} to {entry['ci_high']:+.{digits}f})"
+
+
+def format_difference(entry: dict, digits: int = 3) -> str:
+    """A paired difference and its test: '+0.004 (-0.002 to +0.010), p 0.31'."""
+    return f"{format_change(entry, digits)}, p {entry['p_value']:.2f}"
