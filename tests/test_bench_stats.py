@@ -159,3 +159,30 @@ def test_onnx_counter_on_a_hand_built_graph(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     expected = 4 * 8 * 8 * (3 * 3 * 3) + 4 * 8 * 8 * (1 * 3 * 3) + 1 * 256
     assert macs.onnx_macs(path) == expected
+
+
+def test_shift_scores_leave_the_probes_out_of_the_worst_and_the_mean():
+    from fracture_edge.edge_runtime.shift_scores import score_shifts
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(20), np.zeros(30)]
+    clean = 1 / (1 + np.exp(-(rng.normal(size=y.size) + 2 * y)))
+    shifted = {"invert": 1 - clean, "gamma-1.6": clean ** 1.2, "dither-1": 1 - clean ** 3}   # the probe is worst here
+    result = score_shifts(y, clean, shifted, {"balanced": 0.5, "screening": 0.3}, n=200)
+    aucs = {name: row["auc"]["value"] for name, row in result["shifts"].items()}
+    assert result["worst"] == {"shift": "invert", "auc": aucs["invert"]}
+    assert result["mean_auc"] == pytest.approx((aucs["invert"] + aucs["gamma-1.6"]) / 2)
+    assert result["acquisition_shifts"] == 2
+    assert result["shifts"]["gamma-1.6"]["decisions_kept"] == {
+        "balanced": np.mean((clean >= 0.5) == (clean ** 1.2 >= 0.5)), "screening": np.mean((clean >= 0.3) == (clean ** 1.2 >= 0.3))}
+    assert result["shifts"]["invert"]["delta_vs_clean"]["value"] == pytest.approx(aucs["invert"] - result["clean"]["value"])
+
+
+@pytest.mark.parametrize("text, expected", [("all", None), ("invert, jpeg-30", ("invert", "jpeg-30"))])
+def test_shift_names_parse_all_or_a_comma_list(text, expected):
+    from fracture_edge.edge_runtime.shift_scores import parse_shift_names
+    from fracture_edge.edge_runtime.shifts import shift_names
+
+    assert parse_shift_names(text) == (expected or shift_names())
+    with pytest.raises(ValueError, match="unknown shift.*sepia"):
+        parse_shift_names("invert,sepia")

@@ -14,12 +14,12 @@ from typing import Callable
 import numpy as np
 
 from ..edge_runtime import atomic
-from ..edge_runtime.confidence import auc_ci, format_ci, paired_auc_difference
+from ..edge_runtime.confidence import format_change, format_ci
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.formats import get_format
-from ..edge_runtime.metrics import agreement
 from ..edge_runtime.model_card import write_model_card
 from ..edge_runtime.progress import progress
+from ..edge_runtime.shift_scores import score_shifts
 from ..edge_runtime.shifts import STABILITY_PROBES, apply_shift, shift_names
 from .evaluate import load_run_split
 
@@ -55,19 +55,10 @@ def evaluate_shifts(run_dir: str, data: str | None, split: str = "test", fmt: st
     bundle, source, loaded = load_run_split(run, data, split, fmt)
     score, y, thresholds = scorer(run, fmt), loaded.targets, bundle["thresholds"]
     clean = score(loaded.pixels)
-    rows = {}
-    for name in progress(names, desc=f"shifts ({fmt})", total=len(names)):
-        probs = score(apply_shift(name, loaded.pixels, seed))
-        rows[name] = {"auc": auc_ci(y, probs, resamples, seed),
-                      "delta_vs_clean": paired_auc_difference(y, clean, probs, resamples, seed),
-                      "decisions_kept": {point: agreement(clean, probs, float(thresholds[point]))
-                                         for point in ("balanced", "screening")}}
-    aucs = {name: row["auc"]["value"] for name, row in rows.items() if name not in STABILITY_PROBES}
-    worst = min(aucs, key=aucs.get) if aucs else None
+    shifted = {name: score(apply_shift(name, loaded.pixels, seed))
+               for name in progress(names, desc=f"shifts ({fmt})", total=len(names))}
     result = {"run": str(run), "format": fmt, "data": str(source), "split": split, "n": int(y.size),
-              "n_positive": int(y.sum()), "seed": seed, "clean": auc_ci(y, clean, resamples, seed), "shifts": rows,
-              "worst": {"shift": worst, "auc": aucs[worst]} if worst else None,
-              "mean_auc": float(np.mean(list(aucs.values()))) if aucs else None,
+              "n_positive": int(y.sum()), "seed": seed, **score_shifts(y, clean, shifted, thresholds, resamples, seed),
               "skipped_unreadable": [list(f) for f in loaded.failures],
               "seconds": round(time.perf_counter() - started, 1)}
     stem = run / f"shifts_{fmt}_{split}"
@@ -85,13 +76,14 @@ def shift_table_lines(result: dict) -> list[str]:
              "| shift | AUC (95 % CI) | change vs clean (95 % CI) | p | decisions kept (balanced / screening) |",
              "|---|---|---|---|---|", f"| clean | {format_ci(result['clean'])} | | | |"]
     for name, row in result["shifts"].items():
-        delta, kept = row["delta_vs_clean"], row.get("decisions_kept", {})
+        kept = row.get("decisions_kept", {})
         kept_text = " / ".join(f"{kept[p]:.1%}" for p in ("balanced", "screening") if p in kept)
-        lines.append(f"| {name} | {format_ci(row['auc'])} | {delta['value']:+.3f} "
-                     f"({delta['ci_low']:+.3f} to {delta['ci_high']:+.3f}) | {delta['p_value']:.3f} | {kept_text} |")
+        delta = row["delta_vs_clean"]
+        lines.append(f"| {name} | {format_ci(row['auc'])} | {format_change(delta)} | {delta['p_value']:.3f} "
+                     f"| {kept_text} |")
     if result["worst"]:
         lines += ["", f"Worst: {result['worst']['shift']} (AUC {result['worst']['auc']:.3f}); "
-                      f"mean over {len(result['shifts']) - len(set(result['shifts']) & set(STABILITY_PROBES))} "
+                      f"mean over {result['acquisition_shifts']} "
                       f"acquisition shifts: {result['mean_auc']:.3f}. Decisions kept: share of images whose "
                       "decision is the same as on the clean image; dither-1 (each pixel +-1 grey level) is a "
                       "stability probe, not a shift, and is left out of the worst and the mean."]
