@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 from ..edge_runtime import atomic
+from ..edge_runtime.confidence import RATES, format_ci, format_difference
 from .environment import device_line
 
 log = logging.getLogger(__name__)
@@ -13,7 +14,7 @@ SCHEMA = "fracture-edge.bench/1"
 REPORT_KEYS = ("schema", "environment", "run", "model", "rows", "accuracy", "gates", "targets", "notes", "wall_s")
 ROW_KEYS = ("label", "format", "status", "reason", "runtime", "threads", "batch", "file_bytes", "load_ms",
             "first_ms", "latency", "gmacs_per_s", "peak_rss_mb", "model_rss_mb")
-ACCURACY_KEYS = ("label", "format", "status", "reason", "summary", "reference", "vs_reference", "gate")
+ACCURACY_KEYS = ("label", "format", "status", "reason", "summary", "ci", "reference", "vs_reference", "gate")
 
 
 def validate_report(report: dict) -> dict:
@@ -73,19 +74,39 @@ def speed_table(rows: list[dict]) -> list[str]:
 
 
 def accuracy_table(rows: list[dict]) -> list[str]:
-    lines = ["| row | AUC | accuracy | F1 | sensitivity | specificity | screening sens / spec "
-             "| agreement | ΔF1 | ΔAUC | gate | status |",
+    lines = ["| row | AUC (95 % CI) | accuracy | F1 | sensitivity | specificity | screening sens / spec "
+             "| agreement | ΔF1 | ΔAUC (95 % CI), p | gate | status |",
              "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"]
     for r in rows:
         s = r.get("summary") or {}
         bal, scr = s.get("balanced") or {}, s.get("screening") or {}
-        vs = r.get("vs_reference") or {}
+        vs, ci = r.get("vs_reference") or {}, r.get("ci") or {}
         screening = f"{scr['sensitivity']:.3f} / {scr['specificity']:.3f}" if scr else "–"
+        auc = format_ci(ci["auc"]) if "auc" in ci else _num(s.get("auc"), 4)
+        paired = vs.get("auc_difference")
+        delta_auc = format_difference(paired, 4) if paired else _signed(vs.get("delta_auc"))
         lines.append(
-            f"| {r['label']} | {_num(s.get('auc'), 4)} | {_num(bal.get('accuracy'), 4)} | {_num(bal.get('f1'), 4)} "
+            f"| {r['label']} | {auc} | {_num(bal.get('accuracy'), 4)} | {_num(bal.get('f1'), 4)} "
             f"| {_num(bal.get('sensitivity'), 4)} | {_num(bal.get('specificity'), 4)} | {screening} "
-            f"| {_num(vs.get('agreement'), 4)} | {_signed(vs.get('delta_f1'))} | {_signed(vs.get('delta_auc'))} "
+            f"| {_num(vs.get('agreement'), 4)} | {_signed(vs.get('delta_f1'))} | {delta_auc} "
             f"| {_gate_cell(r.get('gate'))} | {r['status']} |")
+    return lines
+
+
+def interval_table(rows: list[dict]) -> list[str]:
+    """95 % CIs of the rates at both operating points, one line per (row, threshold); empty when none has CIs."""
+    measured = [r for r in rows if r.get("ci")]
+    if not measured:
+        return []
+    ci = measured[0]["ci"]
+    lines = [f"95 % CIs: {ci['method']}, {ci['resamples']} resamples (seeded); ΔAUC above is paired (the same "
+             "resamples for the row and the reference), p two-sided.", "",
+             "| row | threshold | " + " | ".join(RATES) + " |", "|---|---|" + "--:|" * len(RATES)]
+    for r in measured:
+        for point in ("balanced", "screening"):
+            if point in r["ci"]:
+                lines.append(f"| {r['label']} | {point} | " + " | ".join(format_ci(r["ci"][point][rate])
+                                                                        for rate in RATES) + " |")
     return lines
 
 
@@ -183,6 +204,9 @@ def render_markdown(report: dict) -> str:
     parts += ["", f"## Accuracy on `{run['split']}` ({run['n_images']} images, batch 1)", "",
               f"Metrics at the balanced threshold; agreement, ΔF1 and ΔAUC against **{report.get('reference') or '–'}**.",
               "", *accuracy_table(report["accuracy"])]
+    intervals = interval_table(report["accuracy"])
+    if intervals:
+        parts += ["", *intervals]
     parts += ["", "## Targets", "", *targets_table(report["targets"])]
     parts += heatmap_lines(report.get("heatmaps"))
     trouble = problems(report)

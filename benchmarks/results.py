@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..edge_runtime.confidence import has_both_classes, metric_cis, paired_auc_difference
 from . import stats
 from .runner import Job, Skipped
 
@@ -49,8 +50,9 @@ class AccuracyRow:
     runtime: str = ""
     file_bytes: int | None = None
     summary: dict | None = None        # stats.accuracy_summary: n, auc, balanced{...}, screening{...}
+    ci: dict | None = None             # confidence.metric_cis: 95 % CIs of AUC and the rates at both thresholds
     reference: str | None = None
-    vs_reference: dict | None = None   # agreement, max_abs_diff, mean_abs_diff, delta_f1, delta_auc
+    vs_reference: dict | None = None   # agreement, max_abs_diff, mean_abs_diff, delta_f1, delta_auc, auc_difference
     gate: dict | None = None           # filled by gating.check_row
     seconds: float | None = None
     roc: dict | None = None
@@ -93,16 +95,16 @@ def skipped_row(skip: Skipped) -> BenchRow:
 
 
 def accuracy_rows(finished: list[tuple[Job, dict]], skipped: list[Skipped], labels: np.ndarray,
-                  thresholds: dict) -> list[AccuracyRow]:
+                  thresholds: dict, seed: int = 0) -> list[AccuracyRow]:
     """One row per format that ran its accuracy pass, compared with the reference; skipped ones kept."""
-    rows = [_accuracy_row(job, result, labels, thresholds) for job, result in finished if job.accuracy]
+    rows = [_accuracy_row(job, result, labels, thresholds, seed) for job, result in finished if job.accuracy]
     seen = {r.label for r in rows}
     rows += [AccuracyRow(s.label, s.format, s.status, s.reason) for s in skipped
              if s.label not in seen and (s.format != "keras" or s.label == "keras (tf.function)")]
-    return with_reference(rows, labels, thresholds)
+    return with_reference(rows, labels, thresholds, seed)
 
 
-def _accuracy_row(job: Job, result: dict, labels: np.ndarray, thresholds: dict) -> AccuracyRow:
+def _accuracy_row(job: Job, result: dict, labels: np.ndarray, thresholds: dict, seed: int = 0) -> AccuracyRow:
     base = dict(label=job.label, format=job.format, file_bytes=Path(job.artifact).stat().st_size)
     accuracy = result.get("accuracy") or {}
     measured = (result.get("measurements") or [{}])[0]
@@ -110,8 +112,9 @@ def _accuracy_row(job: Job, result: dict, labels: np.ndarray, thresholds: dict) 
         reason = accuracy.get("reason") or result.get("reason") or measured.get("reason") or "accuracy pass did not run"
         return AccuracyRow(status="failed", reason=reason, **base)
     probs = np.asarray(accuracy["probs"], dtype=np.float64)
+    ci = metric_cis(labels, probs, thresholds, seed=seed) if has_both_classes(labels) and np.isfinite(probs).all() else None
     return AccuracyRow(status="ok", runtime=measured.get("runtime", ""), summary=stats.accuracy_summary(labels, probs, thresholds),
-                       seconds=accuracy["seconds"], roc=stats.roc_points(labels, probs), probs=probs.tolist(),
+                       ci=ci, seconds=accuracy["seconds"], roc=stats.roc_points(labels, probs), probs=probs.tolist(),
                        **base)
 
 
@@ -124,8 +127,9 @@ def pick_reference(rows: list[AccuracyRow]) -> AccuracyRow | None:
     return None
 
 
-def with_reference(rows: list[AccuracyRow], labels: np.ndarray, thresholds: dict) -> list[AccuracyRow]:
-    """Add agreement and ΔF1/ΔAUC against the reference (at the balanced threshold) to every ok row."""
+def with_reference(rows: list[AccuracyRow], labels: np.ndarray, thresholds: dict, seed: int = 0) -> list[AccuracyRow]:
+    """Add agreement and ΔF1/ΔAUC against the reference (at the balanced threshold) to every ok row, and the
+    paired bootstrap test of the AUC difference (its 95 % CI and p) on the same images."""
     from dataclasses import replace
 
     reference = pick_reference(rows)
@@ -140,5 +144,7 @@ def with_reference(rows: list[AccuracyRow], labels: np.ndarray, thresholds: dict
         compared["delta_f1"] = row.summary["balanced"]["f1"] - reference.summary["balanced"]["f1"]
         auc, ref_auc = row.summary["auc"], reference.summary["auc"]
         compared["delta_auc"] = auc - ref_auc if auc is not None and ref_auc is not None else None
+        compared["auc_difference"] = (paired_auc_difference(labels, reference.probs, row.probs, seed=seed)
+                                      if row is not reference and row.ci and reference.ci else None)
         out.append(replace(row, reference=reference.label, vs_reference=compared))
     return out

@@ -141,3 +141,31 @@ def test_a_worker_reports_its_own_peak_not_its_parents():
     code = "from fracture_edge.benchmarks.worker import peak_rss_mb; print(peak_rss_mb())"
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert ballast.sum() > 0 and float(child.stdout) < 150
+
+
+def test_quick_bench_accuracy_rows_carry_intervals_and_the_paired_auc_test(quick_bench):
+    from fracture_edge.edge_runtime.confidence import RATES, metric_cis, paired_auc_difference
+
+    _, data, md = quick_bench
+    labels = np.asarray(data["run"]["labels"])
+    rows = {r["label"]: r for r in data["accuracy"] if r["status"] == "ok"}
+    reference = rows[data["reference"]]
+    for label, row in rows.items():
+        assert row["ci"] == metric_cis(labels, row["probs"], data["run"]["thresholds"])   # recomputed from the probs
+        for point in ("balanced", "screening"):
+            for rate in RATES:
+                entry = row["ci"][point][rate]
+                assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
+        paired = row["vs_reference"]["auc_difference"]
+        if label == data["reference"]:
+            assert paired is None
+        else:
+            assert paired == paired_auc_difference(labels, reference["probs"], row["probs"])
+            assert paired["value"] == pytest.approx(row["vs_reference"]["delta_auc"])
+    assert "| row | threshold | sensitivity | specificity | precision | f1 |" in md
+    assert "ΔAUC (95 % CI), p" in md and f"| tflite-int8 | {_auc_cell(rows['tflite-int8'])} |" in md
+
+
+def _auc_cell(row: dict) -> str:
+    auc = row["ci"]["auc"]
+    return f"{auc['value']:.3f} ({auc['ci_low']:.3f}-{auc['ci_high']:.3f})"
