@@ -19,6 +19,7 @@ from .macs import count_model_macs
 from .options import BenchOptions
 from .results import REFERENCE_ORDER, accuracy_rows, skipped_row, speed_row
 from .stats import percentile
+from .shift_suite import shift_suite
 from .runner import NO_TENSORFLOW, group_jobs, plan_jobs, run_group
 from .targets import evaluate_targets
 
@@ -40,7 +41,7 @@ def run_bench(options: BenchOptions, command: str = "") -> dict:
     finished = measure(jobs, options, run_dir, pixels)
     rows = [speed_row(j, r, macs) for j, r in finished] + [skipped_row(s) for s in skipped]
     rows.sort(key=lambda r: (ORDER[r.format], r.label, r.threads or 0, r.batch or 0))
-    accuracy = [a.to_dict() for a in accuracy_rows(finished, skipped, images.labels, thresholds)]
+    accuracy = [a.to_dict() for a in accuracy_rows(finished, skipped, images.labels, thresholds, options.seed)]
     accuracy.sort(key=lambda r: (ORDER[r["format"]], r["label"]))
     reference = pick_reference_dict(accuracy)
     for row in accuracy:
@@ -54,6 +55,7 @@ def run_bench(options: BenchOptions, command: str = "") -> dict:
         "rows": [r.to_dict() for r in rows],
         "accuracy": accuracy,
         "gates": {"failures": gating.gate_failures(accuracy)},
+        "shifts": shift_suite(finished, images.labels, thresholds, options.shifts, options.seed),
         "notes": [],
         "wall_s": time.perf_counter() - started,
         "bench_peak_rss_mb": round(peak_rss_mb(), 1),   # this (parent) process: images, report; not the rows

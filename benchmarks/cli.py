@@ -40,6 +40,11 @@ def register(subparsers) -> None:
     parser.add_argument("--worker-python", action="append", metavar="RUNTIME=PYTHON",
                         help="also run each .tflite artifact with TFLite runtime RUNTIME (tflite-runtime) under this "
                              "Python, e.g. a venv with numpy<2 and tflite-runtime (rows '<format> (RUNTIME)'); repeatable")
+    parser.add_argument("--shifts", nargs="?", const="all", metavar="NAMES",
+                        help="also score each row's accuracy under acquisition shifts (all, or a comma list such as "
+                             "invert,jpeg-30), in the same worker: AUC with its 95 %% CI per shift, the worst and "
+                             "the mean; one more pass over the images per shift, so slow (off by default)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random shifts and of the bootstrap CIs")
     parser.add_argument("--gate", action="store_true",
                         help="exit non-zero when a compressed artifact breaks the fidelity gates")
     parser.set_defaults(handler=handle_bench)
@@ -48,6 +53,7 @@ def register(subparsers) -> None:
 def options_from_args(args: argparse.Namespace):
     """BenchOptions from parsed flags (unknown values raise ValueError listing valid choices)."""
     from ..edge_runtime.formats import parse_formats
+    from ..edge_runtime.shift_scores import parse_shift_names
     from .options import BenchOptions, default_threads, parse_int_list, parse_worker_pythons
 
     threads = parse_int_list(args.threads, "--threads") if args.threads else default_threads()
@@ -56,7 +62,8 @@ def options_from_args(args: argparse.Namespace):
                         runs=args.runs, sample=args.sample, budget_s=args.budget, out=args.out,
                         gate=args.gate, quick=args.quick, plots=not args.no_plots,
                         include_rejected=args.include_rejected, allow_unverified=args.allow_unverified,
-                        worker_pythons=parse_worker_pythons(args.worker_python))
+                        worker_pythons=parse_worker_pythons(args.worker_python),
+                        shifts=parse_shift_names(args.shifts) if args.shifts else (), seed=args.seed)
 
 
 def handle_bench(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 
 from ..edge_runtime.formats import FORMATS
+from ..edge_runtime.shifts import shift_names
 
 MAX_THREADS = MAX_BATCH = 256   # as predict: more only exhausts the machine
 WORKER_RUNTIMES = ("tflite-runtime", "ai-edge-litert")   # TFLite runtimes a --worker-python row may pin
@@ -39,6 +40,8 @@ class BenchOptions:
     include_rejected: bool = False             # also measure artifacts export quarantined in RUN/rejected/
     allow_unverified: bool = False             # run artifacts no bundle.json / export report records (the integrity rule)
     worker_pythons: tuple[tuple[str, str], ...] = ()  # (TFLite runtime, python): extra rows run under that Python
+    shifts: tuple[str, ...] = ()               # acquisition shifts to score each row under (bench --shifts; slow)
+    seed: int = 0                              # seed of the random shifts and of the bootstrap CIs
 
     def __post_init__(self) -> None:
         for name in self.formats:
@@ -50,6 +53,9 @@ class BenchOptions:
             raise ValueError(f"--batch must be integers from 1 to {MAX_BATCH}, got {self.batches}")
         if self.warmup < 0 or self.runs < 1 or self.sample < 0 or self.budget_s <= 0:
             raise ValueError("--warmup and --sample must be >= 0, --runs >= 1 and the budget positive")
+        unknown = [name for name in self.shifts if name not in shift_names()]
+        if unknown:
+            raise ValueError(f"--shifts: unknown shift(s) {', '.join(unknown)}; valid: {', '.join(shift_names())}")
         for runtime, python in self.worker_pythons:
             if runtime not in WORKER_RUNTIMES:
                 raise ValueError(f"--worker-python: unknown runtime {runtime!r}; valid: {', '.join(WORKER_RUNTIMES)}")
@@ -75,6 +81,7 @@ class BenchOptions:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["formats"], d["threads"], d["batches"] = list(self.formats), list(self.threads), list(self.batches)
+        d["shifts"] = list(self.shifts)
         d["worker_pythons"] = dict(self.worker_pythons)
         return d
 

@@ -1,4 +1,5 @@
-"""PNG plots of a bench report (optional `plots` extra): latency vs F1 Pareto, ROC overlay, latency spread."""
+"""PNG plots of a bench report (optional `plots` extra): latency vs F1 Pareto, ROC overlay, latency spread,
+AUC per acquisition shift (bench --shifts)."""
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,7 @@ def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     written = []
     for name, draw in (("latency_vs_f1.png", plot_pareto), ("roc.png", plot_roc),
-                       ("latency_distribution.png", plot_latency_spread)):
+                       ("latency_distribution.png", plot_latency_spread), ("shifts.png", plot_shifts)):
         fig = draw(report, plt)
         if fig is None:
             continue
@@ -159,6 +160,39 @@ def plot_latency_spread(report: dict, plt):
     ax.set_xlabel("latency per call (ms, log scale)")
     ax.set_title("Latency distribution per row (t = threads, b = batch)")
     ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def plot_shifts(report: dict, plt):
+    """Horizontal grouped bars: one group per shift (clean on top, probes last), one bar per row, 95 % CI whiskers."""
+    suite = report.get("shifts") or {}
+    rows = {label: row for label, row in suite.get("rows", {}).items() if row.get("status") == "ok"}
+    if not rows:
+        return None
+    probes = suite.get("probes", [])
+    groups = ["clean"] + [n for n in suite["names"] if n not in probes] + list(probes)
+    k = len(rows)
+    height = 0.8 / k
+    fig, ax = plt.subplots(figsize=(8, len(groups) * (0.16 * k + 0.14) + 1.8))
+    lows = []
+    for j, (label, row) in enumerate(rows.items()):
+        entries = [row["clean"] if g == "clean" else (row["shifts"].get(g) or {}).get("auc") for g in groups]
+        y = [i + (j - (k - 1) / 2) * height for i, e in enumerate(entries) if e]
+        values = [e["value"] for e in entries if e]
+        low = [e["value"] - e["ci_low"] for e in entries if e]
+        high = [e["ci_high"] - e["value"] for e in entries if e]
+        lows += [e["ci_low"] for e in entries if e]
+        ax.barh(y, values, height=height * 0.9, xerr=[low, high], color=f"C{j}", alpha=0.85, capsize=1.5,
+                error_kw={"lw": 0.8}, label=label)
+    ax.axvline(0.5, color="grey", lw=1, ls=":", label="chance")
+    ax.set_yticks(range(len(groups)), [f"{g} (probe)" if g in probes else g for g in groups], fontsize=8)
+    ax.set_ylim(len(groups) - 0.5, -0.5)   # clean on top, as in bench.md
+    ax.set_xlim(min(0.4, min(lows) - 0.02), 1.0)
+    ax.set_xlabel("AUC (95 % CI, stratified bootstrap)")
+    ax.set_title(f"AUC under acquisition shifts ({report['run']['split']}, {report['run']['n_images']} images)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6 / fig.get_figheight()), ncol=min(k + 1, 4), fontsize=8,
+              frameon=False)
     return fig
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..edge_runtime import atomic
 from ..edge_runtime.confidence import RATES, format_ci, format_difference
 from .environment import device_line
+from .shift_suite import shift_lines
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ def render_markdown(report: dict) -> str:
     intervals = interval_table(report["accuracy"])
     if intervals:
         parts += ["", *intervals]
+    parts += shift_lines(report.get("shifts"))
     parts += ["", "## Targets", "", *targets_table(report["targets"])]
     parts += heatmap_lines(report.get("heatmaps"))
     trouble = problems(report)

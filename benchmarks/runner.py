@@ -137,9 +137,11 @@ def run_group(jobs: list[Job], options: BenchOptions, run_dir: Path, images_file
                "tflite_runtime": first.tflite_runtime, "rejected": first.rejected, "run_dir": str(run_dir), "images": str(images_file),
                "integrity": options.integrity,
                "warmup": options.warmup, "runs": options.runs, "budget_s": options.budget_s,
+               "shifts": list(options.shifts) if any(j.accuracy for j in jobs) else [], "seed": options.seed,
                "measurements": [{"label": j.label, "threads": j.threads, "batch": j.batch,
                                  "keras_mode": j.keras_mode, "accuracy": j.accuracy} for j in jobs]}
-    result = _run_worker(payload, workdir / f"result-{index:03d}.json", options.job_timeout_s, first.python)
+    timeout_s = options.job_timeout_s * (1 + len(payload["shifts"]))   # each shift is one more accuracy pass
+    result = _run_worker(payload, workdir / f"result-{index:03d}.json", timeout_s, first.python)
     if result.get("worker_failed"):
         return [result] * len(jobs)
     shared = len(jobs) > 1
@@ -148,7 +150,8 @@ def run_group(jobs: list[Job], options: BenchOptions, run_dir: Path, images_file
         if i and measured.get("status") == "ok":  # the model was loaded once, by the first job
             measured = {**measured, "load_ms": None, "rss_loaded_mb": None}
         out.append({**result, "measurements": [measured], "shared_process": shared,
-                    "accuracy": result["accuracy"] if job.accuracy else None})
+                    "accuracy": result["accuracy"] if job.accuracy else None,
+                    "shifts": result.get("shifts") if job.accuracy else None})
     return out
 
 

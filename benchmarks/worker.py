@@ -6,7 +6,8 @@ preprocessed images are (.npy, uint8 N x S x S x 3). The result is written atomi
 runtime, the runtime's baseline RSS (its library imported, no model), per measurement load/first-inference
 time, the RSS after load and first inference (minus the baseline: the model's own share), latency samples,
 the process's peak RSS, and the probabilities of the accuracy pass (batch 1, after the latency
-measurements so the images do not inflate the memory figures).
+measurements so the images do not inflate the memory figures) and, when the job names shifts
+(`bench --shifts`), one more such pass per shift on the images shifted here (edge_runtime.shifts, seeded).
 
 Peak RSS is this process's own high-water mark (VmHWM), not getrusage's ru_maxrss: a child's
 ru_maxrss starts at its parent's peak, so every row used to show the bench process's 389.6 MB.
@@ -114,9 +115,25 @@ def run_job(job: dict) -> dict:
             predictor_for_accuracy = predictor or record.get("reason")
     if wants_accuracy:
         result["accuracy"] = _accuracy_or_failure(predictor_for_accuracy, images)
+        if result["accuracy"]["status"] == "ok" and job.get("shifts"):
+            result["shifts"] = run_shifts(predictor_for_accuracy, images, job["shifts"], int(job.get("seed", 0)))
     result["tensorflow_loaded"] = "tensorflow" in sys.modules  # a device row must never need TensorFlow
     result["python"] = {"version": sys.version.split()[0], "executable": sys.executable, "numpy": np.__version__}
     return result
+
+
+def run_shifts(predictor, images: np.ndarray, names: list[str], seed: int) -> dict:
+    """The accuracy pass again on each shifted copy of the images, one shift in memory at a time; a shift
+    that fails is recorded with its reason and the others still run."""
+    from ..edge_runtime.shifts import apply_shift
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = run_accuracy(predictor, apply_shift(name, np.asarray(images), seed))
+        except Exception as exc:
+            out[name] = {"status": "failed", "reason": _reason(exc)}
+    return out
 
 
 def _accuracy_or_failure(predictor, images: np.ndarray) -> dict:

@@ -25,15 +25,16 @@ def make_run(tmp_path: Path) -> Path:
     return run
 
 
-def make_images(tmp_path: Path) -> Path:
+def make_images(tmp_path: Path, levels: tuple[int, int] = (190, 60), count: int = 4, spread: float = 0.0) -> Path:
     """Bright images are 'fractured' for the fixture model; one unreadable file must be skipped."""
     rng = np.random.default_rng(1)
     data = tmp_path / "data"
-    for label, level in (("fractured", 190), ("not_fractured", 60)):
+    for label, level in zip(("fractured", "not_fractured"), levels):
         folder = data / "test" / label
         folder.mkdir(parents=True)
-        for i in range(4):
-            pixels = np.clip(rng.normal(level, 25, (40, 36)), 0, 255).astype(np.uint8)
+        for i in range(count):
+            mean = level + (rng.uniform(-spread, spread) if spread else 0.0)   # image brightness varies within a class
+            pixels = np.clip(rng.normal(mean, 25, (40, 36)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"img{i}.png")
     (data / "test" / "fractured" / "broken.png").write_bytes(b"not an image")
     return data
@@ -169,3 +170,65 @@ def test_quick_bench_accuracy_rows_carry_intervals_and_the_paired_auc_test(quick
 def _auc_cell(row: dict) -> str:
     auc = row["ci"]["auc"]
     return f"{auc['value']:.3f} ({auc['ci_low']:.3f}-{auc['ci_high']:.3f})"
+
+
+SHIFTS = ("invert", "gamma-1.6", "dither-1")
+
+
+@pytest.fixture(scope="module")
+def shift_bench(tmp_path_factory):
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("onnxruntime")
+    tmp = tmp_path_factory.mktemp("bench-shifts")
+    # brightness overlaps between the classes: the fixture model ranks them imperfectly, so the CIs have width
+    run, data, out = make_run(tmp), make_images(tmp, levels=(140, 110), count=10, spread=45), tmp / "out"
+    patch = pytest.MonkeyPatch()
+    patch.setattr(runner, "tensorflow_available", lambda: False)
+    try:
+        code = main(["bench", str(run), "--data", str(data), "--quick", "--threads", "1", "--formats",
+                     "tflite-fp32,tflite-int8,onnx-fp32,onnx-int8", "--shifts", ",".join(SHIFTS), "--out", str(out)])
+    finally:
+        patch.undo()
+    return code, json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text(), out
+
+
+def test_bench_shifts_scores_every_row_under_every_shift(shift_bench):
+    from fracture_edge.edge_runtime.confidence import auc_ci
+
+    code, data, _, _ = shift_bench
+    assert code == 0
+    suite = data["shifts"]
+    assert suite["names"] == list(SHIFTS) and suite["probes"] == ["dither-1"]
+    labels = np.asarray(data["run"]["labels"])
+    accuracy = {r["label"]: r for r in data["accuracy"]}
+    assert set(suite["rows"]) == {"tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"}
+    assert suite["rows"]["onnx-int8"]["status"] == "failed" and suite["rows"]["onnx-int8"]["reason"]
+    for label in ("tflite-fp32", "tflite-int8", "onnx-fp32"):
+        row = suite["rows"][label]
+        assert row["status"] == "ok" and set(row["shifts"]) == set(SHIFTS) and not row["failed_shifts"]
+        assert row["clean"] == auc_ci(labels, accuracy[label]["probs"])   # the clean pass is the accuracy pass
+        shifted = row["shifts"]
+        # the fixture model calls bright images fractured: inverted, it ranks them backwards
+        assert shifted["invert"]["auc"]["value"] < 0.5 < row["clean"]["value"]
+        assert shifted["invert"]["delta_vs_clean"]["ci_high"] < 0
+        assert row["worst"] == {"shift": "invert", "auc": shifted["invert"]["auc"]["value"]}   # the probe is left out
+        assert row["mean_auc"] == pytest.approx(np.mean([shifted[n]["auc"]["value"] for n in ("invert", "gamma-1.6")]))
+    fp32 = suite["rows"]["tflite-fp32"]["shifts"]
+    assert fp32["invert"]["auc"] == suite["rows"]["onnx-fp32"]["shifts"]["invert"]["auc"]   # same shifted images
+
+
+def test_bench_shifts_table_and_plot(shift_bench):
+    _, data, md, out = shift_bench
+    assert "## Acquisition shifts" in md
+    assert "| shift | tflite-fp32 | tflite-int8 | onnx-fp32 |" in md
+    invert = data["shifts"]["rows"]["tflite-int8"]["shifts"]["invert"]["auc"]
+    assert f"{invert['value']:.3f} ({invert['ci_low']:.3f}-{invert['ci_high']:.3f})" in md
+    assert "| dither-1 (probe) |" in md and "| **mean of 2** |" in md
+    assert md.index("| **worst** |") < md.index("| dither-1 (probe) |")
+    assert "shifts.png" in data["plots"] and (out / "shifts.png").stat().st_size > 0
+
+
+def test_bench_rejects_an_unknown_shift(tmp_path, capsys):
+    code = main(["bench", str(tmp_path), "--data", str(tmp_path), "--shifts", "sepia"])
+    assert code != 0
+    assert "unknown shift(s) sepia" in capsys.readouterr().err
