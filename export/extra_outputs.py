@@ -5,11 +5,17 @@ weights); `with_extra_outputs` returns a model whose first output is the classif
 tensor, untouched, so the probability path of the converted graph is the same ops on the same
 tensors. The bundle declares each extra output under output.extra.NAME (shape per image, meaning);
 the runtime finds it among the artifact's outputs by that shape (edge_runtime/classifier.py).
-To add one (e.g. the pooled features): write a builder, add it to EXTRA_OUTPUTS with its meaning.
+To add one: write a builder, add it to EXTRA_OUTPUTS with its meaning.
 
 heatmap: DenseNet121 ends in global average pooling + one dense unit, so the class activation map
 needs no gradients: the last feature map times the dense weights, plus the bias, per cell
 (a 1x1 convolution). Its mean over the cells is exactly the logit.
+
+features: the pooled feature vector (1,024 values for DenseNet121) that feeds the final Dense, for a head
+fitted on the device (`fracture-edge adapt`, edge_runtime/adapt.py). It is the global average pool's own
+output tensor, not a second pool: no new op, the Dense reads exactly these values, and the int8 exports'
+"ops after the last MEAN stay float" rule (int8_calibrate.classifier_ops, onnx_export.classifier_nodes)
+still finds the classifier (a second MEAN could be the last one).
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 HEATMAP = "heatmap"
+FEATURES = "features"
 
 
 @dataclass(frozen=True)
@@ -31,23 +38,29 @@ class ExtraOutput:
     meaning: str
 
 
-def classifier_head(model) -> tuple[object, object]:
-    """(the tensor the last global average pool reads, the Dense layer producing the logit), found by walking
-    back from the model's output through this model's own graph (a layer shared with another model, as
-    stem_fold's copy shares its layers, has several inputs; only this graph's one is wanted)."""
+def _walk_head(model) -> tuple[object, object, object]:
+    """(the tensor the last global average pool reads, that pool's output, the Dense layer producing the logit),
+    found by walking back from the model's output through this model's own graph (a layer shared with another
+    model, as stem_fold's copy shares its layers, has several inputs; only this graph's one is wanted)."""
     tensor, dense = model.outputs[0], None
     for _ in range(16):                  # Dense <- Dropout <- GAP: a few steps at most
         operation, node_index, _ = tensor._keras_history   # noqa: SLF001 (Keras' record of the producer)
         node = operation._inbound_nodes[node_index]          # noqa: SLF001
         kind = type(operation).__name__
         if kind == "GlobalAveragePooling2D" and dense is not None:
-            return node.input_tensors[0], dense
+            return node.input_tensors[0], tensor, dense
         if kind == "Dense" and dense is None:
             dense = operation
         if len(node.input_tensors) != 1:
             break
         tensor = node.input_tensors[0]
-    raise ValueError(f"model {model.name!r} does not end in global average pooling + Dense: no class activation map")
+    raise ValueError(f"model {model.name!r} does not end in global average pooling + Dense")
+
+
+def classifier_head(model) -> tuple[object, object]:
+    """(the tensor the last global average pool reads, the Dense layer producing the logit)."""
+    feature_map, _, dense = _walk_head(model)
+    return feature_map, dense
 
 
 def build_heatmap(model):
@@ -64,10 +77,19 @@ def build_heatmap(model):
     return out
 
 
+def build_features(model):
+    """Pooled features (N, channels): the global average pool's output, which the final Dense reads."""
+    _, pooled, _ = _walk_head(model)
+    return pooled
+
+
 EXTRA_OUTPUTS: dict[str, ExtraOutput] = {
     HEATMAP: ExtraOutput(HEATMAP, build_heatmap,
                          "class activation map: the logit's share of each cell of the last feature map "
                          "(grid over the model input, row-major; its mean is the logit)"),
+    FEATURES: ExtraOutput(FEATURES, build_features,
+                          "pooled features: the global average pool's output that feeds the final Dense "
+                          "(input of a head fitted on the device, fracture-edge adapt)"),
 }
 
 

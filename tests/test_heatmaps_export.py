@@ -1,7 +1,8 @@
-"""Heatmaps as a second output of every artifact (issue 14), on a tiny DenseNet121 at 64 px (a 2x2 map).
+"""Extra outputs of every artifact, on a tiny DenseNet121 at 64 px: the heatmap (issue 14, a 2x2 map) and the
+pooled features (issue 15, 1,024 values, the input of `fracture-edge adapt`).
 
-One export of every format with the heatmap (the real pipeline, synthetic data plus a boxes.csv), and the
-same formats exported the old way (no extra output) from the same model and calibration images: the
+One export of every format with both (the real pipeline, synthetic data plus a boxes.csv), and the same
+formats exported the old way (no extra output) from the same model and calibration images: the
 probability must be bit-for-bit the same, the int8 census and the gates unchanged.
 """
 from __future__ import annotations
@@ -87,22 +88,35 @@ def test_every_format_exported_with_a_row(exported):
         assert (run / row.file).is_file()
 
 
-def test_bundle_declares_the_heatmap_and_every_artifact_returns_it(exported):
+def test_bundle_declares_the_extra_outputs_and_every_artifact_returns_them(exported):
     from fracture_edge.edge_runtime.bundle import load_bundle
     from fracture_edge.edge_runtime.classifier import Classifier
     from fracture_edge.edge_runtime.embedded import read_embedded_bundle
+    from fracture_edge.export.extra_outputs import classifier_head, keras_outputs
+    from fracture_edge.export.pipeline import load_keras_model
 
     run, rows, _, _, _ = exported
-    assert load_bundle(run)["output"]["extra"]["heatmap"]["shape"] == [2, 2]
+    shapes = {"heatmap": [2, 2], "features": [1024]}
+    assert {k: v["shape"] for k, v in load_bundle(run)["output"]["extra"].items()} == shapes
     pixels = np.random.default_rng(0).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
+    model = load_keras_model(run, SIZE)
+    kernel, bias = classifier_head(model)[1].get_weights()
+    reference = keras_outputs(model, pixels.astype(np.float32), ("features",))["features"]
     for row in rows:
-        assert read_embedded_bundle(run / row.file)["output"]["extra"]["heatmap"]["shape"] == [2, 2]
+        assert {k: v["shape"] for k, v in read_embedded_bundle(run / row.file)["output"]["extra"].items()} == shapes
         clf = Classifier(run / row.file)
-        probs, extra = clf.outputs(pixels, ("heatmap",))
-        assert clf.extra_outputs == ("heatmap",) and extra["heatmap"].shape == (3, 2, 2), row.format
-        logits = np.log(probs / (1 - probs))     # the map's mean is the logit (GAP + Dense)
-        tolerance = 1e-3 if row.format.endswith(("fp32", "fp16")) else 0.5
+        probs, extra = clf.outputs(pixels, ("heatmap", "features"))
+        assert clf.extra_outputs == ("heatmap", "features") and extra["heatmap"].shape == (3, 2, 2), row.format
+        assert extra["features"].shape == (3, 1024), row.format
+        logits = np.log(probs / (1 - probs))     # the map's mean is the logit (GAP + Dense), and so is the
+        tolerance = 1e-3 if row.format.endswith(("fp32", "fp16")) else 0.5          # Dense on the features
         assert np.allclose(extra["heatmap"].mean(axis=(1, 2)), logits, atol=tolerance), row.format
+        assert np.allclose(extra["features"] @ kernel[:, 0] + bias[0], logits, atol=tolerance), row.format
+        if row.format.endswith("int8"):          # the features are Keras' pooled features (int8: its rounding)
+            assert np.corrcoef(extra["features"].ravel(), reference.ravel())[0, 1] > 0.9, row.format
+        else:
+            limit = 1e-4 if row.format.endswith("fp32") else 2e-2
+            assert np.abs(extra["features"] - reference).max() <= limit * np.abs(reference).max(), row.format
 
 
 def test_report_has_correlations_and_pointing_game_for_every_artifact(exported):
@@ -122,7 +136,7 @@ def test_report_has_correlations_and_pointing_game_for_every_artifact(exported):
 
 
 def old_path_artifacts(run: Path, data: Path, out: Path) -> dict[str, Path]:
-    """The same model and calibration exported as before issue 14: no extra output."""
+    """The same model and calibration exported as before issue 14: no extra output (no heatmap, no features)."""
     from fracture_edge.edge_runtime.bundle import input_contract, load_bundle
     from fracture_edge.edge_runtime.formats import EXPORT_FORMATS, FORMATS
     from fracture_edge.export.calibration import calibration_set
