@@ -25,6 +25,7 @@ INPUT_STRINGS = {
     "layout": "NHWC",
     "normalization": "in-graph imagenet (x/255 - mean)/std",
 }
+HEAD_KINDS = ("logistic",)   # adapted_head: P = sigmoid(output . weights + bias) (fracture-edge adapt)
 REQUIRED_KEYS = ("schema_version", "labels", "positive_label", "thresholds", "input", "output")
 METRIC_NUMBERS = ("auc", "threshold", "f1", "sensitivity", "specificity", "precision", "accuracy")
 METRIC_COUNTS = ("n", "n_positive")
@@ -94,6 +95,9 @@ def bundle_problems(bundle: Any) -> list[str]:
         extra = problems.object(output, "extra", "output.extra")
         if extra is not None:
             _check_extra_outputs(extra, problems)
+    head = problems.object(bundle, "adapted_head", "adapted_head")
+    if head is not None:
+        _check_adapted_head(head, (output or {}).get("extra"), problems)
     artifacts = problems.object(bundle, "artifacts", "artifacts")
     if artifacts is not None:
         for name, record in artifacts.items():
@@ -180,6 +184,41 @@ def _check_extra_outputs(extra: dict, problems: _Problems) -> None:
         seen[tuple(shape)] = name
         if "meaning" in record:
             problems.need(isinstance(record["meaning"], str), f"{where}.meaning", "a string", record["meaning"])
+
+
+def _check_adapted_head(head: dict, extra: Any, problems: _Problems) -> None:
+    """adapted_head: {"kind": "logistic", "output": NAME, "weights": [...], "bias": b, "provenance": {...}}; the
+    runtime computes P = sigmoid(output NAME . weights + bias), so NAME must be a declared one-dimensional
+    extra output with as many values as there are weights."""
+    missing = [key for key in ("kind", "output", "weights", "bias") if key not in head]
+    if missing:
+        problems.append(f"adapted_head: missing key(s) {', '.join(missing)}")
+    if "kind" in head:
+        problems.need(head["kind"] in HEAD_KINDS, "adapted_head.kind", f"one of {', '.join(HEAD_KINDS)}", head["kind"])
+    weights = head.get("weights")
+    if "weights" in head and problems.need(isinstance(weights, list) and len(weights) > 0, "adapted_head.weights",
+                                           "a non-empty list of numbers", weights):
+        bad = [i for i, w in enumerate(weights) if not is_number(w)]
+        if bad:
+            problems.append(f"adapted_head.weights must all be finite numbers: {len(bad)} of {len(weights)} are not "
+                            f"(first: [{bad[0]}] = {_show(weights[bad[0]])}, {_type_name(weights[bad[0]])})")
+    if "bias" in head:
+        problems.need(is_number(head["bias"]), "adapted_head.bias", "a finite number", head["bias"])
+    if "provenance" in head:
+        problems.need(isinstance(head["provenance"], dict), "adapted_head.provenance", "an object", head["provenance"])
+    name = head.get("output")
+    if "output" not in head:
+        return
+    declared = extra.get(name) if isinstance(extra, dict) and isinstance(name, str) else None
+    if not isinstance(declared, dict) or not isinstance(declared.get("shape"), list):
+        problems.need(False, "adapted_head.output", "the name of an output declared in output.extra", name)
+        return
+    shape = declared["shape"]
+    if len(shape) != 1:
+        problems.append(f"adapted_head.output {name!r} has per-image shape {shape}; a head reads a vector (one dimension)")
+    elif isinstance(weights, list) and weights and is_integer(shape[0]) and len(weights) != shape[0]:
+        problems.append(f"adapted_head.weights has {len(weights)} values but output.extra.{name} has {shape[0]} "
+                        "(a head fitted on another model?)")
 
 
 def _check_artifact(record: Any, where: str, problems: _Problems) -> None:

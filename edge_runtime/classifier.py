@@ -6,6 +6,10 @@
 
 Extra outputs (bundle output.extra: name -> per-image shape) are found among the artifact's outputs by
 that shape; `outputs()` runs the model once and returns the probability and any of them by name.
+
+A bundle with an adapted_head (`fracture-edge adapt`) replaces the artifact's own probability by
+sigmoid(features . w + b) computed from the artifact's features output, everywhere (predict, eval, bench,
+serve). Its heatmap is not offered then: it explains the base model's head, not the adapted one.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .adapt_head import AdaptedHead
 from .artifacts import resolve_model, verify_resolved
 from .backends import open_backend
 from .bundle import BundleError, input_contract, resolve_threshold
@@ -72,6 +77,10 @@ class Classifier:
         self.num_threads = num_threads
         self._check_input_shape()
         self._extra = extra_output_indices(self.bundle, self._backend)
+        self.head = AdaptedHead.from_bundle(self.bundle)
+        if self.head is not None and self.head.output not in self._extra:
+            raise BundleError(f"{self.path}: the bundle's adapted head reads the {self.head.output!r} output, which "
+                              "this model lacks (re-export the base run, then run fracture-edge adapt again)")
         log.debug("loaded %s (%s, %s) with %s", self.path, self.format.name, resolved.bundle_source, self.runtime)
 
     def _check_input_shape(self) -> None:
@@ -98,8 +107,9 @@ class Classifier:
 
     @property
     def extra_outputs(self) -> tuple[str, ...]:
-        """Names of the extra outputs this artifact has (declared in the bundle and found in the model)."""
-        return tuple(self._extra)
+        """Names of the extra outputs this artifact has (declared in the bundle and found in the model); with an
+        adapted head, not the heatmap (it explains the base model's head)."""
+        return tuple(name for name in self._extra if self.head is None or name != "heatmap")
 
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (N, S, S, 3) raw pixels -> float64 (N,) probabilities of the positive label."""
@@ -107,6 +117,9 @@ class Classifier:
 
     def outputs(self, pixels: np.ndarray, names: Sequence[str] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """uint8 (N, S, S, 3) raw pixels -> (probabilities (N,), {name: (N, *declared shape)}) in one run."""
+        if self.head is not None and "heatmap" in names:
+            raise FractureEdgeError(f"{self.path}: no heatmap with an adapted head: the model's heatmap explains "
+                                    "the base model's decision, not the adapted one (use the base run for heatmaps)")
         missing = [name for name in names if name not in self._extra]
         if missing:
             raise FractureEdgeError(f"{self.path}: this model has no {', '.join(missing)} output "
@@ -119,15 +132,20 @@ class Classifier:
             raise ValueError(f"expected pixels of shape (N, {', '.join(map(str, expected))}), got {pixels.shape}")
         if len(pixels) == 0:
             return np.zeros(0, np.float64), {n: np.zeros((0, *self._extra[n][1])) for n in names}
-        indices = (self._backend.probability_index, *(self._extra[n][0] for n in names))
+        wanted = tuple(names) + ((self.head.output,) if self.head and self.head.output not in names else ())
+        indices = (self._backend.probability_index, *(self._extra[n][0] for n in wanted))
         try:
-            outputs = self._backend.run_outputs(pixels, indices) if names else [self._backend.run(pixels)]
+            outputs = self._backend.run_outputs(pixels, indices) if wanted else [self._backend.run(pixels)]
         except Exception as exc:  # the runtimes raise their own types; one clear line, never a traceback
             text = str(exc).strip().splitlines()
             raise ModelRunError(f"{self.path}: {self.runtime} failed to run the model "
                                 f"({type(exc).__name__}: {text[0] if text else ''})") from None
-        probs = outputs[0][:, int(self.bundle["output"].get("positive_index", 0))].astype(np.float64)
-        return probs, {name: out.reshape(len(pixels), *self._extra[name][1]) for name, out in zip(names, outputs[1:])}
+        extra = {name: out.reshape(len(pixels), *self._extra[name][1]) for name, out in zip(wanted, outputs[1:])}
+        if self.head is not None:
+            probs = self.head.probabilities(extra[self.head.output])
+        else:
+            probs = outputs[0][:, int(self.bundle["output"].get("positive_index", 0))].astype(np.float64)
+        return probs, {name: extra[name] for name in names}
 
     def _timed(self, pixels: np.ndarray, heatmap: bool = False) -> tuple[np.ndarray, np.ndarray | None, float]:
         start = time.perf_counter()

@@ -134,6 +134,9 @@ class HeatmapWriter:
 
         from .errors import FractureEdgeError
 
+        if getattr(clf, "head", None) is not None:
+            raise FractureEdgeError(f"{clf.path}: no heatmaps with an adapted head (bundle.json adapted_head): the "
+                                    "model's heatmap explains the base head's decision; use the base run for heatmaps")
         if "heatmap" not in clf.extra_outputs:
             raise FractureEdgeError(f"{clf.path}: this model has no heatmap output (exported before heatmaps "
                                     "existed: re-export the run with this version)")
