@@ -12,6 +12,9 @@ into each artifact (export/embed.py), so each file also works alone. Total size:
 With --heatmap (default folder tests/fixtures/heatmap_models) the same net also outputs its class
 activation map, "heatmap" (N, 30, 30, 1): the ReLU feature map through the dense weights per cell,
 declared in bundle.json under output.extra as the real export does (export/extra_outputs.py).
+
+With --features (default folder tests/fixtures/adapt_models) it also outputs "features" (N, 4): the pooled
+vector the dense layer reads, the input of a head fitted by `fracture-edge adapt` (issue 15).
 """
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ from fracture_edge.export.embed import embed_bundle
 SIZE = 32
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "models"
 HEATMAP_OUT = DEFAULT_OUT.parent / "heatmap_models"
+FEATURES_OUT = DEFAULT_OUT.parent / "adapt_models"
 HEATMAP_GRID = SIZE - 2
+FEATURE_SIZE = 4
 
 
 def make_weights(seed: int = 0) -> dict:
@@ -58,7 +63,7 @@ def calibration_images(n: int = 64, seed: int = 1) -> np.ndarray:
     return np.clip(levels + noise, 0, 255).astype(np.float32)
 
 
-def convert_tflite(w: dict, int8: bool, heatmap: bool = False) -> bytes:
+def convert_tflite(w: dict, int8: bool, heatmap: bool = False, features: bool = False) -> bytes:
     import tensorflow as tf
 
     class Tiny(tf.Module):
@@ -69,6 +74,8 @@ def convert_tflite(w: dict, int8: bool, heatmap: bool = False) -> bytes:
             out = {"fracture_prob": tf.sigmoid(tf.matmul(pooled, w["dense"]) + w["dense_bias"])}
             if heatmap:
                 out["heatmap"] = tf.nn.conv2d(tf.nn.relu(x), w["dense"][None, None], 1, "VALID") + w["dense_bias"]
+            if features:
+                out["features"] = pooled
             return out
 
     module = Tiny()
@@ -83,7 +90,7 @@ def convert_tflite(w: dict, int8: bool, heatmap: bool = False) -> bytes:
     return converter.convert()
 
 
-def build_onnx(w: dict, heatmap: bool = False) -> bytes:
+def build_onnx(w: dict, heatmap: bool = False, features: bool = False) -> bytes:
     """The same net as an ONNX graph (NHWC input transposed to NCHW inside), dynamic batch."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -112,6 +119,8 @@ def build_onnx(w: dict, heatmap: bool = False) -> bytes:
                   helper.make_node("Transpose", ["cam"], ["heatmap"], perm=[0, 2, 3, 1])]
         outputs.append(helper.make_tensor_value_info("heatmap", TensorProto.FLOAT,
                                                      ["N", HEATMAP_GRID, HEATMAP_GRID, 1]))
+    if features:
+        outputs.append(helper.make_tensor_value_info("flat", TensorProto.FLOAT, ["N", FEATURE_SIZE]))
     graph = helper.make_graph(
         nodes, "tiny_fracture_fixture",
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", SIZE, SIZE, 3])],
@@ -123,11 +132,14 @@ def build_onnx(w: dict, heatmap: bool = False) -> bytes:
     return model.SerializeToString()
 
 
-def fixture_bundle(artifacts: dict, heatmap: bool = False) -> dict:
+def fixture_bundle(artifacts: dict, heatmap: bool = False, features: bool = False) -> dict:
     output = {"kind": "sigmoid", "positive_index": 0, "meaning": "one probability per image: P(fractured)"}
     if heatmap:
         output["extra"] = {"heatmap": {"shape": [HEATMAP_GRID, HEATMAP_GRID],
                                        "meaning": "class activation map (fixture: brightness)"}}
+    if features:
+        output.setdefault("extra", {})["features"] = {"shape": [FEATURE_SIZE],
+                                                      "meaning": "pooled features the dense layer reads"}
     return {
         "schema_version": SCHEMA_VERSION,
         "model": "tiny fixture conv net (tests only; P(fractured) rises with brightness)",
@@ -146,17 +158,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--heatmap", action="store_true", help="models with a heatmap output too")
+    parser.add_argument("--features", action="store_true", help="models with heatmap and pooled-features outputs")
     args = parser.parse_args()
-    heatmap = args.heatmap
-    out = args.out or (HEATMAP_OUT if heatmap else DEFAULT_OUT)
+    heatmap, features = args.heatmap or args.features, args.features
+    out = args.out or (FEATURES_OUT if features else HEATMAP_OUT if heatmap else DEFAULT_OUT)
     out.mkdir(parents=True, exist_ok=True)
     w = make_weights()
     files = {"tflite-fp32": out / "model_fp32.tflite", "tflite-int8": out / "model_int8.tflite",
              "onnx-fp32": out / "model_fp32.onnx"}
-    files["tflite-fp32"].write_bytes(convert_tflite(w, int8=False, heatmap=heatmap))
-    files["tflite-int8"].write_bytes(convert_tflite(w, int8=True, heatmap=heatmap))
-    files["onnx-fp32"].write_bytes(build_onnx(w, heatmap))
-    bundle = fixture_bundle({name: {"file": path.name} for name, path in files.items()}, heatmap)
+    files["tflite-fp32"].write_bytes(convert_tflite(w, int8=False, heatmap=heatmap, features=features))
+    files["tflite-int8"].write_bytes(convert_tflite(w, int8=True, heatmap=heatmap, features=features))
+    files["onnx-fp32"].write_bytes(build_onnx(w, heatmap, features))
+    bundle = fixture_bundle({name: {"file": path.name} for name, path in files.items()}, heatmap, features)
     for path in files.values():
         embed_bundle(path, bundle)
     bundle["artifacts"] = {name: artifact_record(path) for name, path in files.items()}
