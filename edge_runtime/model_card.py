@@ -146,6 +146,30 @@ def _speed_section(run: Path) -> list[str]:
     return lines
 
 
+def _adaptation_section(run: Path, bundle: dict) -> list[str]:
+    """What `fracture-edge adapt` did: the head, its provenance and its nested cross-validated numbers."""
+    head = bundle["adapted_head"]
+    prov, report = head.get("provenance") or {}, _read_json(run / "adapt_report.json") or {}
+    lines = [f"This run is the base run `{prov.get('base_run', '?')}` (bundle sha256 "
+             f"`{str(prov.get('base_bundle_sha256', '?'))[:16]}...`) with a new head fitted on {prov.get('date', '?')} "
+             f"on the site's labelled images `{prov.get('data', '?')}` ({prov.get('counts', {})}; listing sha256 "
+             f"`{str(prov.get('local_set_sha256', '?'))[:16]}...`): P(fractured) = sigmoid(features . w + b) on the "
+             f"artifact's `{head['output']}` output ({len(head['weights'])} values), class-weighted L2 logistic "
+             f"regression, C = {prov.get('C', '?')} and both thresholds chosen by cross-validation on those images, "
+             f"features read from `{prov.get('format', '?')}`. The heatmap is not offered (it explains the base head).", ""]
+    evaluation = report.get("evaluation") or {}
+    if not evaluation:
+        return lines + ["adapt_report.json is missing: no cross-validated numbers to show."]
+    lines += [f"{evaluation['method']}, 95 % CIs (stratified bootstrap):", "", "| model | AUC (95 % CI) |", "|---|---|"]
+    for key, name in (("adapted", "adapted head"), ("baseline", "baseline on image statistics (mean, SD, width, "
+                                                                 "height)"), ("base_model", "base model, unchanged")):
+        lines.append(f"| {name} | {format_ci(evaluation[key]['auc'])} |")
+    verdict = "clearly beats" if evaluation.get("beats_baseline") else "does NOT clearly beat"
+    return lines + ["", f"The adapted head {verdict} the baseline ({evaluation.get('rule', '')}). The numbers are "
+                        "from the adaptation images themselves (cross-validated): check on images not used here "
+                        "before relying on them. Details: `adapt_report.md`."]
+
+
 def render_model_card(run_dir: str | Path) -> str:
     """The card's Markdown for a run folder (raises ValueError when bundle.json is missing or unreadable)."""
     run = Path(run_dir)
@@ -183,6 +207,8 @@ def render_model_card(run_dir: str | Path) -> str:
     y, p = np.asarray(test.get("targets", []), dtype=np.int64), np.asarray(test.get("probabilities", []), dtype=np.float64)
     has_test = y.size and 0 < y.sum() < y.size
     lines += _metrics_section(y, p, thresholds) if has_test else ["predictions.json has no usable test predictions."]
+    if bundle.get("adapted_head"):
+        lines += ["", "## Adaptation to a new site (fracture-edge adapt)", ""] + _adaptation_section(run, bundle)
     lines += ["", "## Subgroups (test, balanced threshold)", ""]
     if has_test:
         lines += _subgroup_section(test.get("paths", []), y, p, _split_rows(data.get("source")), thresholds["balanced"])
