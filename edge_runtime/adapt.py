@@ -103,8 +103,16 @@ def adapt_run(opts: AdaptOptions) -> AdaptResult:
                              f"re-export the run: fracture-edge export {opts.run}")
     phases.done("load")
     local = load_local_set(samples, clf, opts.batch_size, opts.show_progress)
-    warnings = check_counts(local.counts(), str(opts.data))
     phases.done("features")
+    return adapt_local(opts, base, clf, local, phases)
+
+
+def adapt_local(opts: AdaptOptions, base: dict, clf, local: LocalSet, phases: Phases | None = None) -> AdaptResult:
+    """The fit, the evaluation and the new run folder for a local set whose features are already read
+    (adapt_run; the site simulation reuses one feature pass for many draws)."""
+    phases = phases or Phases()
+    check_out_folder(opts.out, opts.run)
+    warnings = check_counts(local.counts(), str(opts.data))
     target = float(base["thresholds"].get("screening_target_sensitivity", SCREENING_SENSITIVITY))
     fitted = fit_head(local.features, local.targets, target, k=opts.folds, seed=opts.seed)
     phases.done("fit")

@@ -43,10 +43,22 @@ class LocalSet:
     features: np.ndarray         # (n, d) pooled features from the artifact
     image_stats: np.ndarray      # (n, 4) STAT_NAMES
     failures: tuple[tuple[str, str], ...]    # (path, reason) of the images skipped
-    listing_sha256: str          # of the sorted 'label<TAB>sha256 of the file' lines of the usable images
+    file_sha256: tuple[str, ...]  # of each usable image file
 
     def counts(self) -> dict[str, int]:
         return {label: int((self.targets == i).sum()) for i, label in enumerate(LABELS)}
+
+    @property
+    def listing_sha256(self) -> str:
+        """sha256 of the sorted 'label<TAB>sha256 of the file' lines: the same images and labels, the same hash."""
+        lines = sorted(f"{LABELS[t]}\t{h}\n" for t, h in zip(self.targets, self.file_sha256))
+        return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+    def subset(self, indices) -> "LocalSet":
+        """The images at `indices` (no failures: they were reported when the whole set was read)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return LocalSet(tuple(self.paths[i] for i in idx), self.targets[idx], self.base_probabilities[idx],
+                        self.features[idx], self.image_stats[idx], (), tuple(self.file_sha256[i] for i in idx))
 
 
 def read_local_samples(source: str | Path, split: str | None = None) -> list[Sample]:
@@ -95,7 +107,7 @@ def _decode(samples: list[Sample], contract) -> tuple[list, list, list, list]:
 
 def load_local_set(samples: list[Sample], classifier, batch_size: int = 16, show: bool | None = None) -> LocalSet:
     """Decode every sample, run the classifier for its probability and 'features' output, a batch at a time."""
-    paths, targets, probs, feats, stats, failures, lines = [], [], [], [], [], [], []
+    paths, targets, probs, feats, stats, failures, hashes = [], [], [], [], [], [], []
     chunks = list(batches(samples, batch_size))
     for chunk in progress(chunks, "adapt: features", total=len(chunks), enabled=show):
         pixels, chunk_stats, kept, chunk_failures = _decode(chunk, classifier.contract)
@@ -109,14 +121,13 @@ def load_local_set(samples: list[Sample], classifier, batch_size: int = 16, show
         for sample in kept:
             paths.append(str(sample.path))
             targets.append(sample.target)
-            lines.append(f"{sample.label}\t{_sha256_or_empty(sample.path)}\n")
+            hashes.append(_sha256_or_empty(sample.path))
     for path, reason in failures:
         log.warning("skipped %s: %s", path, reason)
     return LocalSet(tuple(paths), np.asarray(targets, np.int64),
                     np.concatenate(probs) if probs else np.zeros(0),
                     np.concatenate(feats) if feats else np.zeros((0, 0)),
-                    np.asarray(stats, np.float64).reshape(-1, len(STAT_NAMES)), tuple(failures),
-                    hashlib.sha256("".join(sorted(lines)).encode()).hexdigest())
+                    np.asarray(stats, np.float64).reshape(-1, len(STAT_NAMES)), tuple(failures), tuple(hashes))
 
 
 def _sha256_or_empty(path: Path) -> str:
