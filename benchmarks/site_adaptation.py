@@ -45,8 +45,9 @@ class SiteOptions:
     seed: int = 0
 
 
-def write_site_split(data: Path, region: str, out_dir: Path) -> dict:
-    """holdout.csv (without the region) and region.csv (the region) from data/split.csv; returns the counts."""
+def write_site_split(data: Path, region: str, out_dir: Path, keep_flagged: bool = False) -> dict:
+    """holdout.csv (without the region; without images flagged with it unless keep_flagged) and region.csv
+    (the rows whose region is it) from data/split.csv; returns the counts."""
     source = data / "split.csv" if data.is_dir() else data
     with open(source, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -62,7 +63,7 @@ def write_site_split(data: Path, region: str, out_dir: Path) -> dict:
         row["path"] = os.path.relpath(absolute.resolve(), out_dir.resolve())
     in_region = [r for r in rows if r["region"] == region]
     flagged = [r for r in rows if r["region"] != region and r.get(region) == "1"]
-    holdout = [r for r in rows if r["region"] != region and r.get(region) != "1"]
+    holdout = [r for r in rows if r["region"] != region and (keep_flagged or r.get(region) != "1")]
     for name, part in (("holdout.csv", holdout), ("region.csv", in_region)):
         with open(out_dir / name, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields)
@@ -71,7 +72,7 @@ def write_site_split(data: Path, region: str, out_dir: Path) -> dict:
     def count(part):
         return {"images": len(part), "fractured": sum(r["label"] == "fractured" for r in part)}
     return {"region": region, "holdout": count(holdout), "region_rows": count(in_region),
-            "left_out_flagged": count(flagged), "out_dir": str(out_dir)}
+            "flagged_elsewhere": count(flagged), "flagged_kept_in_holdout": keep_flagged, "out_dir": str(out_dir)}
 
 
 def draw_indices(targets: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -229,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     split.add_argument("--data", required=True, type=Path, help="FracAtlas folder (with split.csv) or its split CSV")
     split.add_argument("--region", default="hand", help="the region playing the new site (default hand)")
     split.add_argument("--out-dir", required=True, type=Path)
+    split.add_argument("--keep-flagged", action="store_true",
+                       help="keep images of other regions flagged with this one (e.g. 'mixed' with a hand) in the hold-out")
     run = sub.add_parser("run", help="adapt on N = 25/50/100 images of the region (5 draws each), score the rest")
     run.add_argument("base_run", type=Path, help="a run trained on holdout.csv and exported (features output)")
     run.add_argument("--region-csv", required=True, type=Path)
@@ -241,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     try:
         if args.command == "split":
-            print(write_site_split(args.data, args.region, args.out_dir))
+            print(write_site_split(args.data, args.region, args.out_dir, args.keep_flagged))
             return 0
         sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
         summary = run_simulation(SiteOptions(args.base_run, args.region_csv, args.out, sizes, args.draws,

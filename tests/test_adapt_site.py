@@ -39,7 +39,8 @@ def test_split_leaves_the_region_and_its_flagged_images_out(tmp_path):
     data = write_regions(tmp_path / "data")
     counts = write_site_split(data, "hand", tmp_path / "site")
     assert counts["holdout"] == {"images": 20, "fractured": 8} and counts["region_rows"] == {"images": 60, "fractured": 20}
-    assert counts["left_out_flagged"]["images"] == 2
+    assert counts["flagged_elsewhere"]["images"] == 2
+    assert write_site_split(data, "hand", tmp_path / "kept", keep_flagged=True)["holdout"]["images"] == 22
     holdout, region = read_dataset(tmp_path / "site" / "holdout.csv"), read_dataset(tmp_path / "site" / "region.csv")
     assert all(s.meta["region"] == "leg" and s.path.is_file() for s in holdout)
     assert all(s.meta["region"] == "hand" and s.path.is_file() for s in region)
