@@ -32,7 +32,7 @@ from .bundle import BUNDLE_FILENAME, load_bundle, save_bundle
 from .classifier import open_classifier
 from .dataset import LABELS
 from .metrics import SCREENING_SENSITIVITY
-from .model_card import write_model_card
+from .model_card import CARD_FILENAME, write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,7 @@ def adapted_bundle(base: dict, report: dict, fitted, artifacts: dict) -> dict:
     bundle["data"] = {"source": report["data"], "adapted_on": True,
                       "splits": {"local": {"images": n, "fractured": report["counts"].get(LABELS[1], 0)}}}
     bundle["artifacts"] = artifacts
+    bundle["model_card"] = CARD_FILENAME
     return bundle
 
 

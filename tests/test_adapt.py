@@ -220,7 +220,8 @@ def test_info_and_heatmap_on_the_adapted_run(adapted_run, capsys):
 
     _, local, new, _ = adapted_run
     assert main(["info", str(new)]) == 0
-    assert "local_cv: AUC" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "local_cv: AUC" in out and f"model card: {new / 'model_card.md'}" in out
     image = next((local / "fractured").glob("fractured_*.png"))
     assert main(["predict", str(new), str(image), "--heatmaps", str(new.parent / "maps")]) == 1
     assert "no heatmaps with an adapted head" in capsys.readouterr().err
