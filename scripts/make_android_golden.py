@@ -175,6 +175,35 @@ def make_bundle() -> dict:
     return validate_bundle(bundle, "golden bundle")
 
 
+FEATURES = 8   # the golden adapted head's feature count (a real DenseNet121 head reads 1,024)
+
+
+def make_adapted_bundle(bundle: dict) -> dict:
+    """The golden bundle plus a features output and an adapted_head (`fracture-edge adapt`)."""
+    rng = np.random.default_rng(15)
+    adapted = json.loads(json.dumps(bundle))
+    adapted["output"]["extra"] = {"features": {"shape": [FEATURES], "meaning": "pooled features"}}
+    adapted["adapted_head"] = {"kind": "logistic", "output": "features",
+                               "weights": [round(float(w), 6) for w in rng.normal(0, 1.5, FEATURES)],
+                               "bias": -0.75, "provenance": {"note": "golden vectors, not fitted"}}
+    return validate_bundle(adapted, "golden adapted bundle")
+
+
+def head_cases(adapted: dict) -> list[dict]:
+    """Features (uint8 tensor values and their dequantized floats) -> P(fractured) by the Python runtime's head."""
+    from fracture_edge.edge_runtime.adapt_head import AdaptedHead
+
+    head = AdaptedHead.from_bundle(adapted)
+    rng = np.random.default_rng(16)
+    cases = []
+    for scale in (0.02, 0.1, 0.5):          # logits from near 0 to large |z| (both sigmoid branches)
+        raw = rng.integers(0, 256, FEATURES)
+        features = raw * scale
+        cases.append({"raw_uint8": raw.tolist(), "scale": scale, "zero_point": 0,
+                      "probability": float(head.probabilities(features[None])[0])})
+    return cases
+
+
 def decision_cases(bundle: dict) -> list[dict]:
     negative = next(label for label in bundle["labels"] if label != bundle["positive_label"])
     cases = []
@@ -202,6 +231,8 @@ def main(argv=None) -> int:
     records = write_images(out)
     image_expectations(out, records)
     atomic.write_json(out / "bundle.json", bundle)
+    adapted = make_adapted_bundle(bundle)
+    atomic.write_json(out / "bundle_adapted.json", adapted)
     atomic.write_text(out / "expected.json", compact_json({
         "generator": "scripts/make_android_golden.py",
         "sizes": [BUNDLE_SIZE, *EXTRA_SIZES],
@@ -210,6 +241,7 @@ def main(argv=None) -> int:
         "weights": weight_cases(),
         "quantization": quantization_cases(),
         "decisions": decision_cases(bundle),
+        "adapted_head": head_cases(adapted),
     }))
     total = sum(p.stat().st_size for p in out.iterdir())
     print(f"wrote {len(list(out.iterdir()))} files, {total / 1024:.0f} KB, into {out}")

@@ -21,6 +21,22 @@ data class ArtifactRecord(
     val output: RecordedQuantization?,
 )
 
+/**
+ * bundle["adapted_head"] (`fracture-edge adapt`): P(fractured) = sigmoid(features . weights + bias), where
+ * features is the model's extra output named [output] (one value per weight), as the Python runtime does
+ * (fracture_edge.edge_runtime.adapt_head.AdaptedHead).
+ */
+class AdaptedHead(val output: String, val weights: DoubleArray, val bias: Double) {
+    fun probability(features: DoubleArray): Double {
+        require(features.size == weights.size) {
+            "the $output output has ${features.size} values, the adapted head ${weights.size}"
+        }
+        var logit = bias
+        for (i in weights.indices) logit += features[i] * weights[i]
+        return if (logit >= 0) 1.0 / (1.0 + Math.exp(-logit)) else Math.exp(logit).let { it / (1.0 + it) }
+    }
+}
+
 /** What the app needs from bundle.json (schema v1, written by fracture_edge.edge_runtime.bundle). */
 data class FractureBundle(
     val labels: List<String>,
@@ -29,6 +45,7 @@ data class FractureBundle(
     val defaultThreshold: String,
     val input: InputContract,
     val int8Artifact: ArtifactRecord?,
+    val head: AdaptedHead? = null,
 ) {
     val negativeLabel: String get() = labels.first { it != positiveLabel }
 
@@ -68,11 +85,34 @@ data class FractureBundle(
             require(labels.size == 2 && positive in labels && labels.toSet().size == 2, source) {
                 "labels must be two names including positive_label"
             }
-            checkOutput(root.getJSONObject("output"), source)
+            val output = root.getJSONObject("output")
+            checkOutput(output, source)
             val (thresholds, default) = readThresholds(root.getJSONObject("thresholds"), source)
             val artifact = root.optJSONObject("artifacts")?.optJSONObject("tflite-int8")?.let(::readArtifact)
+            val head = root.optJSONObject("adapted_head")?.let { readHead(it, output.optJSONObject("extra"), source) }
             return FractureBundle(labels, positive, thresholds, default,
-                readInput(root.getJSONObject("input"), source), artifact)
+                readInput(root.getJSONObject("input"), source), artifact, head)
+        }
+
+        /** The same rules as bundle_schema._check_adapted_head, one clear line per refusal. */
+        private fun readHead(json: JSONObject, extra: JSONObject?, source: String): AdaptedHead {
+            val kind = json.getString("kind")
+            require(kind == "logistic", source) { "adapted_head.kind '$kind' is not supported (this app reads logistic)" }
+            val output = json.getString("output")
+            val shape = extra?.optJSONObject(output)?.optJSONArray("shape")
+            require(shape != null && shape.length() == 1, source) {
+                "adapted_head.output '$output' must be a one-dimensional output declared in output.extra"
+            }
+            val array = json.getJSONArray("weights")
+            val weights = DoubleArray(array.length()) { array.getDouble(it) }
+            val bias = json.getDouble("bias")
+            require(weights.isNotEmpty() && weights.size == shape!!.getInt(0), source) {
+                "adapted_head.weights has ${weights.size} values but output.extra.$output has ${shape!!.getInt(0)}"
+            }
+            require(weights.all { it.isFinite() } && bias.isFinite(), source) {
+                "adapted_head weights and bias must be finite numbers"
+            }
+            return AdaptedHead(output, weights, bias)
         }
 
         private fun checkOutput(output: JSONObject, source: String) {

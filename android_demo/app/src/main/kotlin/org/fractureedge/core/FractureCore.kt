@@ -33,6 +33,16 @@ class FractureCore(val bundle: FractureBundle, val input: TensorSpec, val output
             bundle.input), input)
     }
 
+    /**
+     * The probability to report: with an adapted head in bundle.json, sigmoid(features . w + b) from the
+     * model's features output (the model's own probability belongs to the base head); else the model's own.
+     */
+    fun probability(modelProbability: Double, features: DoubleArray?): Double {
+        val head = bundle.head ?: return modelProbability
+        return head.probability(features ?: throw ModelMismatchException(
+            "bundle.json has an adapted head, but the model gave no ${head.output} output"))
+    }
+
     /** Raw model output -> decision at the named threshold (probability >= threshold is positive). */
     fun decide(probability: Double, thresholdName: String): Decision {
         val threshold = bundle.threshold(thresholdName)

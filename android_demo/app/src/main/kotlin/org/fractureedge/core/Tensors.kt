@@ -49,6 +49,19 @@ object TensorCodec {
         return buffer
     }
 
+    /** Every element of an output buffer (native order), dequantized: e.g. the pooled features. */
+    fun readVector(output: ByteBuffer, spec: TensorSpec): DoubleArray {
+        val ordered = output.order(ByteOrder.nativeOrder())
+        return DoubleArray(spec.elements) { i ->
+            val raw = when (spec.type) {
+                TensorType.UINT8 -> (ordered.get(i).toInt() and 0xFF).toDouble()
+                TensorType.INT8 -> ordered.get(i).toDouble()
+                TensorType.FLOAT32 -> ordered.getFloat(i * 4).toDouble()
+            }
+            dequantize(raw, spec)
+        }
+    }
+
     /** The first element of an output buffer (native order), dequantized: P(fractured). */
     fun readProbability(output: ByteBuffer, spec: TensorSpec): Double {
         val raw = when (spec.type) {

@@ -28,6 +28,7 @@ class FractureClassifier private constructor(
     private val interpreter: Interpreter,
     val core: FractureCore,
     private val probabilityIndex: Int,
+    private val features: Pair<Int, TensorSpec>?,   // (output index, spec) read by an adapted head
 ) : Closeable {
 
     /** Decoded image -> decision; preprocessing and inference are timed separately. */
@@ -37,9 +38,17 @@ class FractureClassifier private constructor(
         val prepared = SystemClock.elapsedRealtimeNanos()
         val output = ByteBuffer.allocateDirect(core.output.elements * core.output.type.bytes)
             .order(ByteOrder.nativeOrder())
-        interpreter.runForMultipleInputsOutputs(arrayOf<Any>(input), mapOf<Int, Any>(probabilityIndex to output))
+        val outputs = mutableMapOf<Int, Any>(probabilityIndex to output)
+        val featureOut = features?.let { (index, spec) ->
+            val buffer = ByteBuffer.allocateDirect(spec.elements * spec.type.bytes).order(ByteOrder.nativeOrder())
+            outputs[index] = buffer
+            buffer to spec
+        }
+        interpreter.runForMultipleInputsOutputs(arrayOf<Any>(input), outputs)
         val done = SystemClock.elapsedRealtimeNanos()
-        val decision = core.decide(TensorCodec.readProbability(output, core.output), thresholdName)
+        val featureValues = featureOut?.let { (buffer, spec) -> TensorCodec.readVector(buffer, spec) }
+        val probability = core.probability(TensorCodec.readProbability(output, core.output), featureValues)
+        val decision = core.decide(probability, thresholdName)
         return Classification(decision, (prepared - start) / 1e6, (done - prepared) / 1e6)
     }
 
@@ -66,7 +75,7 @@ class FractureClassifier private constructor(
             try {
                 val index = probabilityOutput(interpreter)
                 val core = FractureCore(bundle, spec(interpreter.getInputTensor(0)), spec(interpreter.getOutputTensor(index)))
-                return FractureClassifier(interpreter, core, index)
+                return FractureClassifier(interpreter, core, index, bundle.head?.let { featuresOutput(interpreter, index, it.weights.size) })
             } catch (exc: RuntimeException) {
                 interpreter.close()
                 throw exc
@@ -76,6 +85,15 @@ class FractureClassifier private constructor(
         /** The probability: the output with one value per image (exports add extra outputs, e.g. a heatmap). */
         private fun probabilityOutput(interpreter: Interpreter): Int =
             (0 until interpreter.outputTensorCount).firstOrNull { interpreter.getOutputTensor(it).numElements() == 1 } ?: 0
+
+        /** The adapted head's input: the other output with one value per weight (found by its size, as in Python). */
+        private fun featuresOutput(interpreter: Interpreter, probability: Int, size: Int): Pair<Int, TensorSpec> {
+            val index = (0 until interpreter.outputTensorCount).firstOrNull {
+                it != probability && interpreter.getOutputTensor(it).numElements() == size
+            } ?: throw ModelMismatchException("$BUNDLE_ASSET has an adapted head on $size features, but " +
+                "$MODEL_ASSET has no such output: re-export the base run, then adapt again")
+            return index to spec(interpreter.getOutputTensor(index))
+        }
 
         private fun spec(tensor: Tensor): TensorSpec {
             val type = when (tensor.dataType()) {

@@ -43,6 +43,31 @@ class FractureBundleTest {
         assertTrue(error.message!!.contains(mentioned), error.message)
     }
 
+    private val adaptedText = GoldenVectorsTest.resource("bundle_adapted.json").toString(Charsets.UTF_8)
+
+    @Test
+    fun readsTheAdaptedHeadOnlyWhenThereIsOne() {
+        val head = FractureBundle.parse(adaptedText).head!!
+        assertEquals("features", head.output)
+        assertEquals(8, head.weights.size)
+        assertEquals(-0.75, head.bias)
+        assertEquals(null, FractureBundle.parse(text).head)
+    }
+
+    @ParameterizedTest
+    @CsvSource(
+        "weights, '[0.1, 0.2]', 'has 2 values but output.extra.features has 8'",
+        "output, '\"heatmap\"', 'must be a one-dimensional output declared in output.extra'",
+        "kind, '\"mlp\"', 'adapted_head.kind'",
+        "bias, '\"x\"', 'missing or malformed key'",
+    )
+    fun refusesABadAdaptedHead(key: String, value: String, mentioned: String) {
+        val root = JSONObject(adaptedText)
+        root.getJSONObject("adapted_head").put(key, JSONObject("{\"v\": $value}").get("v"))
+        val error = assertThrows(UnsupportedBundleException::class.java) { FractureBundle.parse(root.toString()) }
+        assertTrue(error.message!!.contains(mentioned), error.message)
+    }
+
     @Test
     fun refusesAModelWhoseQuantizationDiffersFromTheBundle() {
         val bundle = FractureBundle.parse(text)

@@ -85,6 +85,25 @@ class GoldenVectorsTest {
         }
     }
 
+    @Test
+    fun adaptedHeadMatchesPython() {
+        val adapted = FractureBundle.parse(resource("bundle_adapted.json").toString(Charsets.UTF_8))
+        val core = FractureCore(adapted, TensorSpec(TensorType.UINT8, listOf(1, 64, 64, 3), 1.0, 0),
+            TensorSpec(TensorType.UINT8, listOf(1, 1), 0.00390625, 0))
+        val cases = objects(expected.getJSONArray("adapted_head"))
+        assertEquals(3, cases.size)
+        for (case in cases) {
+            val raw = case.getJSONArray("raw_uint8")
+            val spec = TensorSpec(TensorType.UINT8, listOf(1, raw.length()), case.getDouble("scale"), case.getInt("zero_point"))
+            val buffer = java.nio.ByteBuffer.allocateDirect(raw.length())
+            for (i in 0 until raw.length()) buffer.put(raw.getInt(i).toByte())
+            buffer.rewind()
+            val features = TensorCodec.readVector(buffer, spec)
+            assertEquals(case.getDouble("probability"), core.probability(0.5, features), 1e-12, case.toString())
+        }
+        assertEquals(0.5, FractureCore(bundle, core.input, core.output).probability(0.5, null))
+    }
+
     private fun checkTensor(record: JSONObject, size: Int, want: JSONObject) {
         val file = record.getString("file")
         val bytes = resource(file)
