@@ -13,11 +13,12 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..edge_runtime.bundle import artifact_record, input_contract, load_bundle
+from ..edge_runtime.confidence import artifact_uncertainty
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.formats import EXPORT_FORMATS, FORMATS
 from .calibration import (ImageSet, calibration_set, resolve_data_dir, selection_samples, selection_set,
@@ -27,7 +28,10 @@ from .exporters import EXPORTERS, ExportContext
 from .extra_outputs import declare_extra_outputs
 from .heatmap_check import verify_heatmaps
 from .footprint import StageMeter, peak_rss_mb, release_memory, rss_mb
-from .gates import GateResult, Gates
+from .gates import Gates
+
+if TYPE_CHECKING:
+    from .verify import Verification
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,7 @@ class ExportRow:
     compat: dict | None = None         # tflite-runtime 2.14 verdict
     facts: dict = field(default_factory=dict)   # quantization parameters, settings, kept_float
     gate: dict | None = None           # GateResult.to_dict()
+    uncertainty: dict | None = None    # 95 % CIs of the metrics and the paired AUC test vs Keras (not gated)
     rss_mb: float | None = None        # process RSS when this format was done
     peak_rss_mb: float | None = None   # process peak RSS when this format was done (all stages so far)
 
@@ -93,7 +98,7 @@ class Verifier:
     num_threads: int | None = None
     meter: StageMeter = field(default_factory=StageMeter)
 
-    def check(self, format_name: str, path: Path) -> GateResult:
+    def check(self, format_name: str, path: Path) -> "Verification":
         from .verify import verify_artifact
 
         with self.meter.stage(f"{format_name}: verify ({len(self.images)} images)"):
@@ -153,12 +158,14 @@ def export_one(name: str, ctx: ExportContext, run_dir: Path, bundle: dict, verif
 def verify_row(row: ExportRow, path: Path, verifier: Verifier) -> ExportRow:
     start = time.perf_counter()
     try:
-        gate = verifier.check(row.format, path)
+        verification = verifier.check(row.format, path)
     except Exception as exc:
         log.debug("%s verification failed", row.format, exc_info=True)
         return replace(row, status=VERIFY_FAILED, error=error_line(exc), verify_seconds=time.perf_counter() - start)
+    gate = verification.gate
     return replace(row, status=OK if gate.passed else GATE_FAILED, error=None if gate.passed else gate.reason,
-                   gate=gate.to_dict(), verify_seconds=time.perf_counter() - start)
+                   gate=gate.to_dict(), uncertainty=verification.uncertainty,
+                   verify_seconds=time.perf_counter() - start)
 
 
 def export_int8_with_fallback(name: str, ctx: ExportContext, run_dir: Path, bundle: dict, verifier: Verifier,
@@ -302,6 +309,7 @@ def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
                                                                           "verify"), bundle, model, verifier.images, meter)
     context = record_export(opts, bundle, rows, verifier.images, time.perf_counter() - start)
     context["heatmaps"] = heatmaps
+    context["keras_uncertainty"] = artifact_uncertainty(verifier.images.labels, verifier.ref_probs, bundle["thresholds"])
     context["memory"] = meter.to_dict()
     if opts.android_assets:
         try:

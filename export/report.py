@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 from ..edge_runtime import atomic
+from ..edge_runtime.confidence import RATES, format_ci, format_difference
 from .gates import finite_or_none
 from .heatmap_check import report_lines
 
@@ -49,6 +50,7 @@ def markdown(rows: list, context: dict) -> str:
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
     lines += [line for note in mixed_int8_notes(rows) for line in ("", f"**Note:** {note}")]
+    lines += uncertainty_lines(rows, context.get("keras_uncertainty"))
     lines += report_lines(rows, context.get("heatmaps"))
     lines += ["", "## Details", ""] + [line for r in rows for line in detail_lines(r)]
     lines += memory_lines(context.get("memory"))
@@ -61,6 +63,29 @@ def markdown(rows: list, context: dict) -> str:
     if context.get("android_assets"):
         lines.append(f"Android assets: {context['android_assets']}")
     return "\n".join(lines) + "\n"
+
+
+def uncertainty_lines(rows: list, keras: dict | None) -> list[str]:
+    """95 % CIs of every verified artifact's metrics at both thresholds, and its paired AUC test against Keras."""
+    measured = [(r.format, r.uncertainty) for r in rows if r.uncertainty]
+    if not measured:
+        return []
+    first = measured[0][1]["metrics"]
+    lines = ["", "## Uncertainty (95 % CIs)", "",
+             f"{first['method'].capitalize()}, {first['resamples']} resamples, on the verification images; "
+             "AUC − Keras is paired (the same resamples for both), p two-sided. Reported, not gated.", "",
+             "| format | AUC | AUC − Keras, p | threshold | " + " | ".join(RATES) + " |",
+             "|---|---|---|---|" + "---|" * len(RATES)]
+    for name, entry in ([("keras", keras)] if keras else []) + measured:
+        metrics, vs = entry["metrics"], entry.get("auc_vs_reference")
+        head = [name, format_ci(metrics["auc"]), "reference" if name == "keras" else
+                format_difference(vs, 4) if vs else "–"]
+        for point in ("balanced", "screening"):
+            if point in metrics:
+                cells = head + [point] + [format_ci(metrics[point][rate]) for rate in RATES]
+                lines.append("| " + " | ".join(cells) + " |")
+                head = ["", "", ""]
+    return lines
 
 
 def memory_lines(memory: dict | None) -> list[str]:

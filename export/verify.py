@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from ..edge_runtime.classifier import Classifier
+from ..edge_runtime.confidence import artifact_uncertainty
 from ..edge_runtime.progress import progress
 from .calibration import ImageSet
 from .footprint import release_memory
@@ -66,8 +68,19 @@ def runtime_probs(path: str | os.PathLike, pixels: np.ndarray, num_threads: int 
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+@dataclass(frozen=True)
+class Verification:
+    """The gate's verdict on one artifact, and the uncertainty of its metrics (reported, never gated)."""
+    gate: GateResult
+    uncertainty: dict | None   # confidence.artifact_uncertainty: 95 % CIs and the paired AUC test vs Keras
+
+
 def verify_artifact(format_name: str, path, images: ImageSet, ref_probs: np.ndarray, thresholds: dict,
-                    gates: Gates, num_threads: int | None = None) -> GateResult:
-    """Run the verification images through the artifact and apply the format's gate."""
+                    gates: Gates, num_threads: int | None = None) -> Verification:
+    """Run the verification images through the artifact, apply the format's gate, and measure the 95 % CIs
+    of its metrics and of its AUC difference from Keras on the same images."""
     probs = runtime_probs(path, images.pixels, num_threads)
-    return check_gates(format_name, ref_probs, probs, images.labels, thresholds, gates)
+    gate = check_gates(format_name, ref_probs, probs, images.labels, thresholds, gates)
+    if not np.all(np.isfinite(probs)):   # a broken model: the gate says why, there is nothing to bootstrap
+        return Verification(gate, None)
+    return Verification(gate, artifact_uncertainty(images.labels, probs, thresholds, reference_probs=ref_probs))

@@ -148,6 +148,29 @@ def test_report_json_schema(exported):
     assert all(f"| {r.format} |" in md for r in rows)
 
 
+def test_report_carries_the_intervals_and_the_paired_auc_test_against_keras(exported, verifier):
+    """Recomputed here from the artifact's own probabilities on the verification images."""
+    from fracture_edge.edge_runtime.confidence import format_ci, metric_cis, paired_auc_difference
+    from fracture_edge.export.gates import finite_or_none
+    from fracture_edge.export.verify import runtime_probs
+
+    run, rows, context, _ = exported
+    report = json.loads((run / "export_report.json").read_text())
+    labels, keras, thresholds = verifier.images.labels, verifier.ref_probs, verifier.thresholds
+    assert report["keras_uncertainty"]["metrics"] == finite_or_none(metric_cis(labels, keras, thresholds))
+    md = (run / "export_report.md").read_text()
+    assert "## Uncertainty (95 % CIs)" in md and "| keras | " + format_ci(context["keras_uncertainty"]["metrics"]["auc"]) in md
+    for row in report["rows"]:
+        assert f"| {row['format']} | {format_ci(row['uncertainty']['metrics']['auc'])} |" in md
+        if row["status"] != "ok":   # a rejected artifact is out of the runtime's reach; its numbers are checked above
+            continue
+        probs = runtime_probs(run / row["file"], verifier.images.pixels)
+        assert row["uncertainty"]["metrics"] == finite_or_none(metric_cis(labels, probs, thresholds))
+        paired = row["uncertainty"]["auc_vs_reference"]
+        assert paired == finite_or_none(paired_auc_difference(labels, keras, probs))
+        assert paired["value"] == pytest.approx(row["gate"]["d_auc"])        # the gate's own ΔAUC, now with a CI
+
+
 def test_android_assets_copied_when_int8_passed(exported):
     run, rows, context, opts = exported
     int8 = next(r for r in rows if r.format == "tflite-int8")
@@ -177,7 +200,7 @@ def test_corrupted_artifact_fails_the_gate(exported, verifier, tmp_path):
     kernel.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(kernel), kernel.name))  # flip the head
     corrupted = tmp_path / "model_fp32.onnx"
     onnx.save(model, str(corrupted))
-    result = verifier.check("onnx-fp32", corrupted)
+    result = verifier.check("onnx-fp32", corrupted).gate
     assert not result.passed and "max |dprob|" in result.reason
 
 
