@@ -106,14 +106,13 @@ def _run_eval(args) -> int:
 
 def _run_shift_eval(args) -> int:
     from ..edge_runtime.errors import FractureEdgeError
-    from ..edge_runtime.shifts import shift_names
+    from ..edge_runtime.shift_scores import parse_shift_names
     from .shift_eval import evaluate_shifts, shift_table_lines
 
-    names = shift_names() if args.shifts == "all" else tuple(n.strip() for n in args.shifts.split(",") if n.strip())
-    unknown = [n for n in names if n not in shift_names()]
-    if unknown or not names:
-        raise FractureEdgeError(f"--shifts: unknown shift(s) {', '.join(unknown) or '(none given)'}; "
-                                f"valid: {', '.join(shift_names())}")
+    try:
+        names = parse_shift_names(args.shifts)
+    except ValueError as exc:
+        raise FractureEdgeError(str(exc)) from None
     result = evaluate_shifts(args.run, args.data, args.split, args.format, names, args.seed)
     print(json.dumps(result, indent=2) if args.json else "\n".join(shift_table_lines(result)))
     return 0
