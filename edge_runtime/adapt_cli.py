@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         description="Read the pooled features of the site's images from an exported artifact, fit a class-weighted "
                     "L2 logistic head (strength and thresholds by cross-validation) and write a new run folder "
                     "that predict, info, eval, bench and serve use as they are. Prints nested cross-validated "
-                    "AUC, sensitivity and specificity (95 %% CIs) beside the base model and a baseline fitted on "
+                    "AUC, sensitivity and specificity (95 % CIs) beside the base model and a baseline fitted on "
                     "image statistics only, and warns when the head does not clearly beat that baseline. "
                     "Needs at least 10 images per class (25 recommended).")
     p.add_argument("run", metavar="RUN", help="the base run folder (exported with a features output)")
