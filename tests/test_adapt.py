@@ -293,3 +293,14 @@ def test_adapt_runs_without_tensorflow(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY=[]"
+
+
+def test_eval_on_the_adapted_run_picks_an_artifact_and_warns_on_its_own_images(adapted_run, capsys, caplog):
+    from fracture_edge.edge_runtime.cli import main
+
+    _, local, new, _ = adapted_run
+    with caplog.at_level("WARNING"):
+        assert main(["eval", str(new), "--split", "all", "--json"]) == 0     # no model.keras: no --format needed
+    result = json.loads(capsys.readouterr().out)
+    assert result["format"] != "keras" and result["n"] == 66
+    assert "fitted on" in caplog.text and "optimistic" in caplog.text

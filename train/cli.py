@@ -83,7 +83,9 @@ def _register_eval(subparsers) -> None:
     p.add_argument("run", help="run folder")
     p.add_argument("--data", help="dataset folder or split CSV (default: the one the run was trained on)")
     p.add_argument("--split", default="test", help="train | val | test")
-    p.add_argument("--format", default="keras", choices=list(FORMATS), help="which artifact to score")
+    p.add_argument("--format", choices=list(FORMATS),
+                   help="which model to score (default: keras, or the runtime's pick of the exported artifacts when "
+                        "the run has no model.keras, as a run made by `fracture-edge adapt`)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--shifts", nargs="?", const="all", metavar="NAMES",
                    help="score the split under acquisition shifts (all, or a comma list such as invert,jpeg-30); "
@@ -92,7 +94,19 @@ def _register_eval(subparsers) -> None:
     p.set_defaults(handler=_run_eval)
 
 
+def _default_format(run: str) -> str:
+    """keras when the run folder has its Keras model, else the artifact `predict RUN` would run."""
+    from pathlib import Path
+
+    from ..edge_runtime.artifacts import resolve_model
+
+    if (Path(run) / "model.keras").exists() or not Path(run).is_dir():
+        return "keras"
+    return resolve_model(run).format.name
+
+
 def _run_eval(args) -> int:
+    args.format = args.format or _default_format(args.run)
     if args.format == "keras":
         _require_tensorflow("evaluating the Keras model")
     if args.shifts:

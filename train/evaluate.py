@@ -52,9 +52,18 @@ def load_run_split(run: Path, data: str | None, split: str, fmt: str):
     source = data or bundle.get("data", {}).get("source")
     if not source:
         raise FractureEdgeError(f"{run}: bundle has no data source; pass --data DIR")
+    warn_if_fitted_on(bundle, source, run)
     samples = select_split(read_dataset(source), split, source)
     require_both_classes(samples, f"{source} [{split}]")
     return bundle, source, load_split(split, samples, input_contract(bundle))
+
+
+def warn_if_fitted_on(bundle: dict, source, run: Path) -> None:
+    """An adapted run's own data source holds the images its head was fitted on: scores there are optimistic."""
+    fitted_on = ((bundle.get("adapted_head") or {}).get("provenance") or {}).get("data")
+    if fitted_on and Path(fitted_on).resolve() == Path(source).resolve():
+        log.warning("%s: its adapted head was fitted on %s, so scores on it are optimistic (adapt's nested "
+                    "cross-validation is the honest estimate); pass --data with other images of the site", run, source)
 
 
 def evaluate_run(run_dir: str, data: str | None, split: str, fmt: str = "keras") -> dict:
