@@ -189,7 +189,7 @@ def render_model_card(run_dir: str | Path) -> str:
              "(balanced = highest F1 on validation; screening = sensitivity >= 95 % on validation).", "", NOT_A_DEVICE, "",
              "## Model", "",
              f"DenseNet121 (ImageNet-initialised, head + last dense block fine-tuned), input {hp.get('size', '?')} px; "
-             f"training options: `{json.dumps({k: hp[k] for k in ('views', 'finetune_from', 'finetune_epochs', 'seed') if k in hp})}`. "
+             f"training options: `{json.dumps({k: hp[k] for k in ('views', 'augment', 'finetune_from', 'finetune_epochs', 'seed') if k in hp})}`. "
              f"Thresholds chosen on {thresholds.get('chosen_on', 'val')}: balanced {thresholds.get('balanced', float('nan')):.3f}, "
              f"screening {thresholds.get('screening', float('nan')):.3f}.", "",
              "## Data", "",
