@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -12,6 +13,7 @@ from ..edge_runtime.preprocessing import InputContract, load_batch
 from ..edge_runtime.progress import progress
 
 log = logging.getLogger(__name__)
+_TRACED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # submodel -> its traced inference call
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,10 @@ def cache_activations(submodel, pixels: np.ndarray, batch_size: int, desc: str, 
     """
     import tensorflow as tf
 
-    call = tf.function(lambda x: submodel(x, training=False), reduce_retracing=True)
+    call = _TRACED.get(submodel)
+    if call is None:   # traced once per submodel: many splits (views, shifted copies) reuse one graph
+        model = weakref.ref(submodel)   # a strong reference here would keep the dictionary's key alive forever
+        call = _TRACED[submodel] = tf.function(lambda x: model()(x, training=False), reduce_retracing=True)
     if out is None:
         out = np.empty((len(pixels), *submodel.output.shape[1:]), dtype)
     starts = range(0, len(pixels), batch_size)
