@@ -187,27 +187,29 @@ class ExportContext:
             self._cache.pop(key, None)
 
     def onnx_fp32_bytes(self) -> bytes:
-        """The float ONNX graph, converted once and shared by onnx-fp32 and onnx-int8."""
+        """The onnx-fp32 artifact: the float graph with the extra outputs grafted on (onnx_graft.py)."""
         if "onnx" not in self._cache:
-            from .onnx_export import convert_onnx
+            from .onnx_graft import graft_extra_outputs
 
-            with self._stage("ONNX conversion (tf2onnx)"):
-                self._cache["onnx"] = convert_onnx(with_extra_outputs(self.model, self.extra_outputs),
-                                                   self.contract.size, self.onnx_opset)
+            plain = self._onnx_plain("onnx_plain", self.model)
+            self._cache["onnx"] = graft_extra_outputs(plain, self.extra_outputs)
         return self._cache["onnx"]
 
     def onnx_int8_source_bytes(self) -> bytes:
-        """The float ONNX graph of int8_model(), the one onnx-int8 quantizes."""
-        if self.int8_model() is self.model:
-            return self.onnx_fp32_bytes()
-        if "onnx_int8_source" not in self._cache:
+        """The float ONNX graph of int8_model(), without extra outputs: the one onnx-int8 quantizes."""
+        model = self.int8_model()
+        if model is self.model:
+            return self._onnx_plain("onnx_plain", model)
+        return self._onnx_plain("onnx_int8_source", model, " of the int8 model")
+
+    def _onnx_plain(self, key: str, model, what: str = "") -> bytes:
+        """`model` converted once by tf2onnx, probability output only."""
+        if key not in self._cache:
             from .onnx_export import convert_onnx
 
-            model = self.int8_model()
-            with self._stage("ONNX conversion of the int8 model (tf2onnx)"):
-                self._cache["onnx_int8_source"] = convert_onnx(with_extra_outputs(model, self.extra_outputs),
-                                                               self.contract.size, self.onnx_opset)
-        return self._cache["onnx_int8_source"]
+            with self._stage(f"ONNX conversion{what} (tf2onnx)"):
+                self._cache[key] = convert_onnx(model, self.contract.size, self.onnx_opset)
+        return self._cache[key]
 
     def onnx_int8_prepared(self) -> tuple[Path, Path]:
         """(pre-processed float ONNX that onnx-int8 quantizes, its calibration cache), made once."""
@@ -224,13 +226,19 @@ class ExportContext:
         return work / "prepared.onnx", work / "calibration.json"
 
     def quantize_onnx_int8(self, out_path: Path, exclude: tuple[str, ...]) -> dict:
-        """onnx-int8 with `exclude` nodes in float; the activation ranges are computed on the first call only."""
+        """onnx-int8 with `exclude` nodes in float, extra outputs grafted on; the activation ranges are computed
+        on the first call only."""
         from .onnx_export import quantize_onnx
 
         prepared, cache = self.onnx_int8_prepared()
         pixels = self.calibration().pixels
         with self._stage(f"onnx int8 quantization ({'cached ranges' if cache.is_file() else f'{len(pixels)} images'})"):
-            return quantize_onnx(prepared, out_path, pixels, self.onnx_reduce_range, exclude, cache)
+            settings = quantize_onnx(prepared, out_path, pixels, self.onnx_reduce_range, exclude, cache)
+        if self.extra_outputs:
+            from .onnx_graft import graft_extra_outputs
+
+            atomic.write_bytes(out_path, graft_extra_outputs(Path(out_path).read_bytes(), self.extra_outputs))
+        return settings
 
     def mixed_int8(self, format_name: str) -> "MixedInt8":
         """What the float-prefix search needs for one int8 format (see int8_mixed.py)."""

@@ -5,7 +5,9 @@ weights); `with_extra_outputs` returns a model whose first output is the classif
 tensor, untouched, so the probability path of the converted graph is the same ops on the same
 tensors. The bundle declares each extra output under output.extra.NAME (shape per image, meaning);
 the runtime finds it among the artifact's outputs by that shape (edge_runtime/classifier.py).
-To add one: write a builder, add it to EXTRA_OUTPUTS with its meaning.
+To add one: write a builder, add it to EXTRA_OUTPUTS with its meaning. The TFLite artifacts are converted
+from the extended Keras model; the ONNX ones are converted and quantized without the extra outputs, which
+are then grafted onto the finished graph (onnx_graft.py, where each has an ONNX counterpart).
 
 heatmap: DenseNet121 ends in global average pooling + one dense unit, so the class activation map
 needs no gradients: the last feature map times the dense weights, plus the bias, per cell

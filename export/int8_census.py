@@ -23,21 +23,38 @@ def tflite_float_ops(path: str | os.PathLike) -> list[tuple[str, bool]]:
 
 
 def onnx_float_ops(path: str | os.PathLike) -> list[tuple[str, bool]]:
-    """(op type, is float) for every node of an ONNX QDQ graph in order; float = reads a float tensor.
+    """(op type, is float) for every node of an ONNX QDQ graph's probability path in order; float = reads a
+    float tensor.
 
     Constant folding of weights aside, a QDQ node reads DequantizeLinear outputs only; a node kept in
-    float reads a plain float tensor (the graph input or another float node's output).
+    float reads a plain float tensor (the graph input or another float node's output). The probability
+    path is what the first output depends on: the extra outputs grafted beside it (onnx_graft.py, a float
+    heatmap convolution) are not counted.
     """
     import onnx
 
     graph = onnx.load(os.fspath(path), load_external_data=False).graph
     produced_by = {out: node.op_type for node in graph.node for out in node.output}
     constants = {init.name for init in graph.initializer}
+    nodes = list(graph.node)
+    needed = ancestors(nodes, graph.output[0].name)
     out = []
-    for node in graph.node:
+    for node in (node for k, node in enumerate(nodes) if k in needed):
         inputs = [i for i in node.input if i and i not in constants and produced_by.get(i) != "Constant"]
         out.append((node.op_type, any(produced_by.get(i) != "DequantizeLinear" for i in inputs)))
     return out
+
+
+def ancestors(nodes: list, tensor: str) -> set[int]:
+    """Indices of the nodes `tensor` depends on, the one producing it included."""
+    producer = {out: k for k, node in enumerate(nodes) for out in node.output}
+    seen, stack = set(), [tensor]
+    while stack:
+        k = producer.get(stack.pop())
+        if k is not None and k not in seen:
+            seen.add(k)
+            stack.extend(nodes[k].input)
+    return seen
 
 
 def float_op_summary(ops: list[tuple[str, bool]]) -> dict:

@@ -46,40 +46,6 @@ def prepare_for_quantization(fp32_path: str | os.PathLike, prepared_path: str | 
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     quant_pre_process(str(fp32_path), str(prepared_path), skip_symbolic_shape=True)
-    unshare_classifier_constants(prepared_path)
-
-
-def unshare_classifier_constants(path: str | os.PathLike) -> int:
-    """Give the float classifier private copies of constants it shares with other nodes; returns how many.
-
-    tf2onnx stores equal constants once: the heatmap's 1x1 convolution (export/extra_outputs.py) has the
-    classifier's bias, and quantizing that convolution would hand the Gemm the int32-rounded bias too
-    (a 1e-7 change of the probability). Rewrites the file only when something is shared.
-    """
-    import onnx
-
-    model = onnx.load(str(path))
-    head = set(classifier_nodes(path))
-    initializers = {init.name: init for init in model.graph.initializer}
-    users: dict[str, set] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            users.setdefault(name, set()).add(node.name in head)
-    twins: dict[str, str] = {}
-    for node in model.graph.node:
-        if node.name not in head:
-            continue
-        for k, name in enumerate(node.input):
-            if name in initializers and users[name] == {True, False}:
-                if name not in twins:
-                    twin = onnx.TensorProto()
-                    twin.CopyFrom(initializers[name])
-                    twin.name = twins[name] = f"{name}_classifier"
-                    model.graph.initializer.append(twin)
-                node.input[k] = twins[name]
-    if twins:
-        onnx.save(model, str(path))
-    return len(twins)
 
 
 def node_names(path: str | os.PathLike) -> list[str]:
@@ -91,7 +57,7 @@ def node_names(path: str | os.PathLike) -> list[str]:
 
 def classifier_nodes(path: str | os.PathLike) -> tuple[str, ...]:
     """Names of the nodes that read the last global average pool, directly or not: the classifier and its
-    sigmoid (kept float). An extra output branching off before the pool (the heatmap) is not among them."""
+    sigmoid (kept float)."""
     import onnx
 
     nodes = list(onnx.load(str(path), load_external_data=False).graph.node)
