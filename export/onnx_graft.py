@@ -103,12 +103,13 @@ def linear_weights(node, features: str, consumers: dict, constants: dict) -> tup
         bias = constants[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(1)
         kernel, bias = weight * get.get("alpha", 1.0), bias * get.get("beta", 1.0)
     elif node.op_type == "MatMul" and node.input[0] == features and node.input[1] in constants:
-        kernel = constants[node.input[1]]
-        adds = consumers.get(node.output[0], [])
-        other = [i for a in adds[:1] if a.op_type == "Add" for i in a.input if i != node.output[0]]
-        if len(adds) != 1 or len(other) != 1 or other[0] not in constants:
-            raise GraftError(f"classifier MatMul {node.name!r} is not followed by one bias Add")
-        bias = constants[other[0]]
+        kernel, bias = constants[node.input[1]], np.zeros(1)      # tf2onnx drops an Add of zeros
+        readers = consumers.get(node.output[0], [])
+        if any(reader.op_type == "Add" for reader in readers):
+            other = [i for i in readers[0].input if i != node.output[0]]
+            if len(readers) != 1 or len(other) != 1 or other[0] not in constants:
+                raise GraftError(f"classifier MatMul {node.name!r} is not followed by one bias Add")
+            bias = constants[other[0]]
     else:
         raise GraftError(f"the pooled features feed a {node.op_type} ({node.name!r}), not a linear classifier")
     if kernel.ndim != 2 or kernel.shape[1] != 1 or np.size(bias) != 1:

@@ -27,9 +27,12 @@ def classifier_graph(head: str = "gemm", units: int = 1, seed: int = 0) -> bytes
     if head == "gemm":                              # the layout ORT's pre-processing leaves: (units, C), transB
         inits.append(numpy_helper.from_array(np.ascontiguousarray(kernel.T), "k"))
         nodes.append(helper.make_node("Gemm", ["pooled", "k", "b"], ["logit"], transB=1))
-    else:                                           # tf2onnx's own: MatMul (C, units) + Add
+    elif head == "matmul":                          # tf2onnx's own: MatMul (C, units) + Add
         inits.append(numpy_helper.from_array(kernel, "k"))
         nodes += [helper.make_node("MatMul", ["pooled", "k"], ["mm"]), helper.make_node("Add", ["mm", "b"], ["logit"])]
+    else:                                           # a zero bias: tf2onnx leaves the Add out
+        inits.append(numpy_helper.from_array(kernel, "k"))
+        nodes.append(helper.make_node("MatMul", ["pooled", "k"], ["logit"]))
     nodes.append(helper.make_node("Sigmoid", ["logit"], ["fracture_prob"]))
     graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT,
                                                                             ["N", 3, SIZE, SIZE])],
@@ -42,7 +45,7 @@ def run(model: bytes, names: list[str], pixels: np.ndarray) -> list[np.ndarray]:
     return session.run(names, {"pixels": pixels})
 
 
-@pytest.mark.parametrize("head", ["gemm", "matmul"])
+@pytest.mark.parametrize("head", ["gemm", "matmul", "matmul without bias"])
 def test_grafted_outputs_leave_the_probability_and_agree_with_it(head):
     from fracture_edge.export.onnx_graft import graft_extra_outputs
 
