@@ -13,13 +13,13 @@ features: the tensor the classifier reads (the pooled features, after their int8
 """
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 
 import numpy as np
 
 from .extra_outputs import FEATURES, HEATMAP
 
-log = logging.getLogger(__name__)
+FLOAT = 1                                  # onnx.TensorProto.FLOAT (onnx is imported where it is used)
 
 POOLS = ("GlobalAveragePool",)
 FLATTENING = ("Squeeze", "Reshape", "Flatten", "QuantizeLinear", "DequantizeLinear")
@@ -49,13 +49,18 @@ def graft_extra_outputs(model_bytes: bytes, names: tuple[str, ...]) -> bytes:
     return model.SerializeToString()
 
 
+@dataclass(frozen=True)
 class Head:
     """Where the classifier sits: the pool's input (N, C, h, w), the classifier's input (N, C), its weights."""
 
-    def __init__(self, feature_map: str, features: str, kernel: np.ndarray, bias: float, shape: list):
-        self.feature_map, self.features = feature_map, features
-        self.kernel, self.bias = kernel, bias
-        self.batch, self.channels, self.height, self.width = shape
+    feature_map: str
+    features: str
+    kernel: np.ndarray                     # (C,)
+    bias: float
+    batch: int | str                       # a symbol when the batch is dynamic
+    channels: int
+    height: int
+    width: int
 
 
 def find_head(model) -> Head:
@@ -86,7 +91,7 @@ def find_head(model) -> Head:
     shape = tensor_shape(onnx.shape_inference.infer_shapes(model).graph, pool.input[0])
     if kernel.shape != (shape[1],):
         raise GraftError(f"classifier weights {kernel.shape} do not match the {shape[1]} pooled channels")
-    return Head(pool.input[0], tensor, kernel, bias, shape)
+    return Head(pool.input[0], tensor, kernel, bias, *shape)
 
 
 def linear_weights(node, features: str, consumers: dict, constants: dict) -> tuple[np.ndarray, float]:
@@ -152,7 +157,7 @@ def add_heatmap(model, head: Head) -> None:
         helper.make_node("Conv", [head.feature_map, weight.name, bias.name], [f"{HEATMAP}_nchw"],
                          name=f"{HEATMAP}_conv", kernel_shape=[1, 1]),
         helper.make_node("Transpose", [f"{HEATMAP}_nchw"], [HEATMAP], name=f"{HEATMAP}_nhwc", perm=[0, 2, 3, 1])])
-    graph.output.append(helper.make_tensor_value_info(HEATMAP, 1, [head.batch, head.height, head.width, 1]))
+    graph.output.append(helper.make_tensor_value_info(HEATMAP, FLOAT, [head.batch, head.height, head.width, 1]))
 
 
 def add_output(graph, tensor: str, name: str, shape: list) -> None:
@@ -160,4 +165,4 @@ def add_output(graph, tensor: str, name: str, shape: list) -> None:
     from onnx import helper
 
     graph.node.append(helper.make_node("Identity", [tensor], [name], name=f"{name}_output"))
-    graph.output.append(helper.make_tensor_value_info(name, 1, shape))
+    graph.output.append(helper.make_tensor_value_info(name, FLOAT, shape))
