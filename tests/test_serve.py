@@ -2,12 +2,16 @@
 
 The tiny heatmap fixture models (tests/fixtures/heatmap_models, scripts/make_fixture_models.py --heatmap)
 stand in for a real run: P(fractured) rises with brightness and the heatmap follows bright regions.
+The HTTP-level guards (CSP, Host check, framing, upload bounds) are in tests/test_serve_guard.py.
 """
 from __future__ import annotations
 
 import base64
 import builtins
 import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +39,7 @@ def make_client(**options):
 
     opts = ServeOptions(model=str(FIXTURES), **options)
     clf = open_classifier(FIXTURES, format=opts.format or "tflite-fp32", integrity="require")
-    return TestClient(create_app(clf, opts))
+    return TestClient(create_app(clf, opts), base_url="http://127.0.0.1:8000")   # a loopback Host: served
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +60,11 @@ def test_health_info_and_page(client):
     assert info["format"] == "tflite-fp32" and info["extra_outputs"] == ["heatmap"]
     assert set(info["thresholds"]) == {"balanced", "screening"} and "not a medical device" in info["disclaimer"]
     page = client.get("/")
-    assert page.status_code == 200 and "not a medical device" in page.text and "/v1/predict" in page.text
+    assert page.status_code == 200 and "not a medical device" in page.text and 'src="/page.js"' in page.text
+    script = client.get("/page.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "/v1/predict" in script.text
+    assert client.get("/page.css").headers["content-type"].startswith("text/css")
 
 
 def test_predict_matches_the_runtime_and_returns_the_heatmap(client, xray_png, tmp_path):
@@ -135,6 +143,34 @@ def test_saturated_server_answers_503(client, xray_png):
     assert client.post("/v1/predict", content=xray_png).status_code == 200
 
 
+def test_decoding_runs_inside_the_model_bound_one_at_a_time(client, xray_png, monkeypatch):
+    """4 concurrent uploads: every decode runs holding the model lock, never two at once, while the others wait."""
+    import fracture_edge.edge_runtime.decoding as decoding
+
+    service, real_decode = client.app.state.service, decoding.decode_gray_bytes
+    seen = {"now": 0, "most": 0, "unlocked": 0, "pending": 0}
+    guard = threading.Lock()
+
+    def watched_decode(data, name="upload"):
+        with guard:
+            seen["now"] += 1
+            seen["most"] = max(seen["most"], seen["now"])
+            seen["unlocked"] += not service.lock.locked()
+        time.sleep(0.05)                                    # long enough for the others to arrive
+        with guard:
+            seen["pending"] = max(seen["pending"], service.pending)
+            seen["now"] -= 1
+        return real_decode(data, name)
+
+    monkeypatch.setattr(decoding, "decode_gray_bytes", watched_decode)
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(lambda _: client.post("/v1/predict?overlay=0", content=xray_png).status_code,
+                                 range(4)))
+    assert statuses == [200] * 4
+    assert seen["pending"] >= 2, seen       # the requests really were concurrent
+    assert seen["most"] == 1 and seen["unlocked"] == 0, seen
+
+
 def test_token_is_required_off_loopback_and_checked_on_every_api_call(xray_png):
     from fracture_edge.edge_runtime.serve import ServeOptions
 
@@ -180,3 +216,28 @@ def test_cli_refuses_public_host_without_token(capsys, monkeypatch):
     assert main(["serve", str(FIXTURES), "--host", "0.0.0.0"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fracture-edge: error:") and "token" in err[0]
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--allowed-host", "http://pi.local", "--allowed-host"), ("--body-timeout", "0", "--body-timeout"),
+    ("--max-receiving", "0", "--max-receiving"),
+])
+def test_cli_bad_new_limits_are_one_error_line(capsys, flag, value, words):
+    from fracture_edge.edge_runtime.cli import main
+
+    assert main(["serve", str(FIXTURES), flag, value]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fracture-edge: error:") and words in err[0]
+
+
+def test_serve_help_shows_the_new_flags_with_defaults():
+    import argparse
+
+    from fracture_edge.edge_runtime import serve_cli
+
+    subparsers = argparse.ArgumentParser(prog="fracture-edge").add_subparsers()
+    serve_cli.register(subparsers)
+    text = " ".join(subparsers.choices["serve"].format_help().split())
+    assert "--body-timeout S" in text and "(default 30)" in text
+    assert "--max-receiving N" in text and "(default 16)" in text
+    assert "--allowed-host NAME" in text and "repeatable" in text and "(default 4)" in text
