@@ -69,10 +69,12 @@ link_resources() {
     aapt2 compile --dir "$APP/res" -o "$BUILD/res.zip"
     aapt2 link -I "$FRAMEWORK_RES" --manifest "$BUILD/AndroidManifest.xml" -A "$APP/assets" -0 tflite \
         --min-sdk-version "$min_sdk" --target-sdk-version 29 --java "$BUILD/gen" -o "$BUILD/app-res.apk" "$BUILD/res.zip"
-    if [ -f "$APP/assets/model_int8.tflite" ]; then
-        unzip -v "$BUILD/app-res.apk" assets/model_int8.tflite | grep -q " Stored " \
-            || fail "assets/model_int8.tflite is compressed in the APK (noCompress tflite lost)"
-    fi
+    local model   # whichever artifact export copied (model_int8.tflite, model_int8_dynamic.tflite, ...)
+    for model in "$APP"/assets/*.tflite; do
+        [ -f "$model" ] || continue
+        unzip -v "$BUILD/app-res.apk" "assets/${model##*/}" | grep -q " Stored " \
+            || fail "assets/${model##*/} is compressed in the APK (noCompress tflite lost)"
+    done
 }
 
 compile_app() {

@@ -5,8 +5,10 @@
 Writes small generated images (PNG: gray, RGB, RGBA, non-square, every EXIF orientation; tiny JPEGs and
 a 16-bit PNG for the format sniffer only), a bundle.json and expected.json. For every
 image and size, expected.json holds the sha256 and a few raw values of the uint8 model input that
-fracture_edge.edge_runtime.preprocessing produces, plus quantization and threshold cases. The Kotlin
-JUnit test (GoldenVectorsTest) must reproduce all of it exactly. Needs only the runtime install.
+fracture_edge.edge_runtime.preprocessing produces, the sha256 of the float32 buffer the Python runtime
+feeds a FLOAT32-input model (tflite-int8-dynamic, -fp16, -fp32) for it, plus quantization and threshold
+cases. The Kotlin JUnit test (GoldenVectorsTest) must reproduce all of it exactly. Needs only the
+runtime install. The output is deterministic: rerunning it rewrites the same bytes.
 """
 from __future__ import annotations
 
@@ -100,13 +102,20 @@ def write_sniff_files(out: Path) -> list[dict]:
     return records
 
 
+def float32_feed(pixels: np.ndarray) -> bytes:
+    """The little-endian float32 buffer the Python runtime feeds a float-input model for these pixels."""
+    spec = TensorSpec("x", (1, *pixels.shape), np.dtype(np.float32))
+    return quantize(pixels[None], spec).astype("<f4").tobytes()
+
+
 def tensor_expectation(pixels: np.ndarray, resized: np.ndarray) -> dict:
-    """What the Kotlin side checks for one model input: hash, samples, row sums, and near-tie count."""
+    """What the Kotlin side checks for one model input: hashes (uint8, float32 feed), samples, row sums, near ties."""
     s = pixels.shape[0]
     samples = [[0, 0], [0, s - 1], [s // 2, s // 3], [s - 1, 0], [s - 1, s - 1], [s // 3, s // 2]]
     frac = resized - np.floor(resized)
     return {
         "sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
+        "float32_sha256": hashlib.sha256(float32_feed(pixels)).hexdigest(),
         "samples": [[r, c, int(pixels[r, c, 0])] for r, c in samples],
         "row_sums": [int(v) for v in pixels[:, :, 0].astype(np.int64).sum(axis=1)],
         # pixels whose pre-rounding value lies within 1e-9 of a .5 tie: only these could flip if the two
@@ -167,10 +176,12 @@ def make_bundle() -> dict:
         "output": {"kind": "sigmoid", "positive_index": 0},
         "thresholds": {"balanced": 0.5, "screening": 0.2, "default": "balanced"},
         "input": InputContract(size=BUNDLE_SIZE).to_dict(),
-        "artifacts": {"tflite-int8": {"file": "model_int8.tflite", "bytes": 0, "sha256": "0" * 64,
-                                      "quantization": {"input": {"dtype": "uint8", "scale": 1.0, "zero_point": 0},
-                                                       "output": {"dtype": "uint8", "scale": 0.00390625,
-                                                                  "zero_point": 0}}}},
+        "artifacts": {"tflite-int8": {
+            "file": "model_int8.tflite", "bytes": 0, "sha256": "0" * 64, "format": "tflite-int8",
+            "quantization": {"input": {"name": "input", "dtype": "uint8", "shape": [1, BUNDLE_SIZE, BUNDLE_SIZE, 3],
+                                       "scale": 1.0, "zero_point": 0},
+                             "output": {"name": "probability", "dtype": "uint8", "shape": [1, 1],
+                                        "scale": 0.00390625, "zero_point": 0}}}},
     }
     return validate_bundle(bundle, "golden bundle")
 

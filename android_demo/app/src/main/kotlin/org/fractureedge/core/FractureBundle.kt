@@ -10,11 +10,15 @@ class UnsupportedBundleException(message: String) : IllegalArgumentException(mes
 /** The model input as bundle.json describes it (only the values this core can reproduce exactly). */
 data class InputContract(val size: Int, val channels: Int)
 
-/** dtype, scale and zero point of one tensor, as recorded by `fracture-edge export`. */
-data class RecordedQuantization(val dtype: String, val scale: Double, val zeroPoint: Int)
+/**
+ * dtype, scale and zero point (scale 0, zero point 0: a float tensor) of one tensor, and its shape when
+ * recorded, as `fracture-edge export` read them from the interpreter.
+ */
+data class RecordedQuantization(val dtype: String, val scale: Double, val zeroPoint: Int, val shape: List<Int>? = null)
 
-/** bundle["artifacts"]["tflite-int8"]: the file the app ships, its hash and its recorded quantization. */
+/** bundle["artifacts"][format] of the artifact the app loads: its file, hash and recorded quantization. */
 data class ArtifactRecord(
+    val format: String,
     val file: String,
     val sha256: String,
     val input: RecordedQuantization?,
@@ -44,10 +48,16 @@ data class FractureBundle(
     val thresholds: Map<String, Double>,
     val defaultThreshold: String,
     val input: InputContract,
-    val int8Artifact: ArtifactRecord?,
+    /** The first of [APP_FORMATS] that bundle.json lists as verified; null when it lists none of them. */
+    val artifact: ArtifactRecord?,
     val head: AdaptedHead? = null,
 ) {
     val negativeLabel: String get() = labels.first { it != positiveLabel }
+
+    /** [artifact], or a ModelMismatchException that names the formats and the export command. */
+    fun requireArtifact(): ArtifactRecord = artifact ?: throw ModelMismatchException(
+        "bundle.json lists none of ${APP_FORMATS.joinToString()} as a verified artifact: run " +
+            "`fracture-edge export RUN --android-assets android_demo/app/src/main/assets` and rebuild")
 
     /** The threshold value for "balanced" or "screening"; unknown names are refused. */
     fun threshold(name: String): Double =
@@ -57,6 +67,9 @@ data class FractureBundle(
     companion object {
         const val SCHEMA_VERSION = 1
         val THRESHOLD_NAMES = listOf("balanced", "screening")
+
+        /** Best first (smaller, faster): full int8 (uint8 in), int8 weights + float32 in (XNNPACK int8 kernels on arm64), fp16, fp32. */
+        val APP_FORMATS = listOf("tflite-int8", "tflite-int8-dynamic", "tflite-fp16", "tflite-fp32")
 
         /** Input-contract values this core implements; any other value (or key) is refused. */
         val SUPPORTED_INPUT: Map<String, Any> = mapOf(
@@ -88,7 +101,7 @@ data class FractureBundle(
             val output = root.getJSONObject("output")
             checkOutput(output, source)
             val (thresholds, default) = readThresholds(root.getJSONObject("thresholds"), source)
-            val artifact = root.optJSONObject("artifacts")?.optJSONObject("tflite-int8")?.let(::readArtifact)
+            val artifact = root.optJSONObject("artifacts")?.let { chooseArtifact(it, source) }
             val head = root.optJSONObject("adapted_head")?.let { readHead(it, output.optJSONObject("extra"), source) }
             return FractureBundle(labels, positive, thresholds, default,
                 readInput(root.getJSONObject("input"), source), artifact, head)
@@ -158,15 +171,27 @@ data class FractureBundle(
             return InputContract(size, channels)
         }
 
-        private fun readArtifact(json: JSONObject): ArtifactRecord {
+        /** The record of the first of [APP_FORMATS] in bundle["artifacts"] (export lists only verified ones). */
+        private fun chooseArtifact(artifacts: JSONObject, source: String): ArtifactRecord? {
+            val format = APP_FORMATS.firstOrNull { artifacts.optJSONObject(it) != null } ?: return null
+            return readArtifact(format, artifacts.getJSONObject(format), source)
+        }
+
+        private fun readArtifact(format: String, json: JSONObject, source: String): ArtifactRecord {
+            val file = json.getString("file")
+            require(isPlainFileName(file), source) { "artifacts.$format.file '$file' must be a plain file name" }
             val quantization = json.optJSONObject("quantization")
-            return ArtifactRecord(json.getString("file"), json.getString("sha256"),
+            return ArtifactRecord(format, file, json.getString("sha256"),
                 quantization?.optJSONObject("input")?.let(::readQuantization),
                 quantization?.optJSONObject("output")?.let(::readQuantization))
         }
 
+        private fun isPlainFileName(name: String) =
+            name.isNotEmpty() && name != "." && name != ".." && name.none { it == '/' || it == '\\' }
+
         private fun readQuantization(json: JSONObject) =
-            RecordedQuantization(json.getString("dtype"), json.getDouble("scale"), json.getInt("zero_point"))
+            RecordedQuantization(json.getString("dtype"), json.getDouble("scale"), json.getInt("zero_point"),
+                json.optJSONArray("shape")?.let { shape -> (0 until shape.length()).map { shape.getInt(it) } })
 
         private fun JSONArray.strings(): List<String> = (0 until length()).map { getString(it) }
 

@@ -17,13 +17,16 @@ class ModelMismatchException(message: String) : IllegalStateException(message)
  * pixels and the interpreter's tensor specs, the bundle supplies every preprocessing decision.
  */
 class FractureCore(val bundle: FractureBundle, val input: TensorSpec, val output: TensorSpec) {
+    /** The model file this core was built for (bundle.json's chosen artifact). */
+    val artifact: ArtifactRecord = bundle.requireArtifact()
+
     init {
         val s = bundle.input.size
         val expected = listOf(1, s, s, bundle.input.channels)
         check(input.shape == expected) { "model input shape ${input.shape}, bundle.json says $expected" }
         check(output.elements == 1) { "model output shape ${output.shape}, expected one probability" }
-        bundle.int8Artifact?.input?.let { checkRecorded("input", it, input) }
-        bundle.int8Artifact?.output?.let { checkRecorded("output", it, output) }
+        artifact.input?.let { checkRecorded("input", it, input) }
+        artifact.output?.let { checkRecorded("output", it, output) }
     }
 
     /** Decoded image -> the interpreter's input buffer (orientation, gray, resize, round, repeat, quantize). */
@@ -51,6 +54,7 @@ class FractureCore(val bundle: FractureBundle, val input: TensorSpec, val output
             probability, thresholdName, threshold)
     }
 
+    /** dtype, scale, zero point (float tensors: float32, 0, 0) and, when recorded, shape must be what export saw. */
     private fun checkRecorded(which: String, recorded: RecordedQuantization, actual: TensorSpec) {
         val same = recorded.dtype == actual.type.pythonName && recorded.zeroPoint == actual.zeroPoint &&
             recorded.scale.toFloat() == actual.scale.toFloat()
@@ -58,10 +62,13 @@ class FractureCore(val bundle: FractureBundle, val input: TensorSpec, val output
             "model $which tensor is ${actual.type.pythonName} scale=${actual.scale} zero_point=${actual.zeroPoint}, " +
                 "bundle.json recorded ${recorded.dtype} scale=${recorded.scale} zero_point=${recorded.zeroPoint}"
         }
+        check(recorded.shape == null || recorded.shape == actual.shape) {
+            "model $which shape ${actual.shape}, bundle.json recorded ${recorded.shape}"
+        }
     }
 
     private inline fun check(condition: Boolean, message: () -> String) {
-        if (!condition) throw ModelMismatchException("model_int8.tflite does not match bundle.json: ${message()}")
+        if (!condition) throw ModelMismatchException("${artifact.file} does not match bundle.json: ${message()}")
     }
 
     companion object {

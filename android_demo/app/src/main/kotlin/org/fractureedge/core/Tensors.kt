@@ -24,6 +24,8 @@ data class TensorSpec(val type: TensorType, val shape: List<Int>, val scale: Dou
  */
 object TensorCodec {
     fun quantize(value: Double, spec: TensorSpec): Double {
+        // A FLOAT32 input (tflite-int8-dynamic, -fp16, -fp32) gets the raw pixel 0..255 as a float, no /255 and
+        // no normalisation (that is in the graph): backends.quantize feeds a float model values.astype(float32).
         if (spec.type == TensorType.FLOAT32) return value.toFloat().toDouble()
         val scaled = if (spec.scale != 0.0) Math.rint(value / spec.scale + spec.zeroPoint) else value
         return scaled.coerceIn(spec.type.min, spec.type.max)

@@ -2,6 +2,7 @@ package org.fractureedge.demo
 
 import android.content.res.AssetManager
 import android.os.SystemClock
+import org.fractureedge.core.ArtifactRecord
 import org.fractureedge.core.Decision
 import org.fractureedge.core.FractureBundle
 import org.fractureedge.core.FractureCore
@@ -21,8 +22,8 @@ import java.security.MessageDigest
 data class Classification(val decision: Decision, val preprocessMillis: Double, val inferenceMillis: Double)
 
 /**
- * The one class that talks to LiteRT: loads model_int8.tflite and bundle.json from the app's assets,
- * checks that they belong together, and runs one image at a time.
+ * The one class that talks to LiteRT: loads bundle.json and the model it chose (FractureBundle.artifact,
+ * e.g. model_int8.tflite) from the app's assets, checks that they belong together, and runs one image at a time.
  */
 class FractureClassifier private constructor(
     private val interpreter: Interpreter,
@@ -55,27 +56,22 @@ class FractureClassifier private constructor(
     override fun close() = interpreter.close()
 
     companion object {
-        const val MODEL_ASSET = "model_int8.tflite"
         const val BUNDLE_ASSET = "bundle.json"
 
-        /** Load both assets; throws with a message the UI can show when one is missing or they disagree. */
+        /** Load bundle.json and the model it chose; throws a message the UI can show when one is missing or they disagree. */
         fun fromAssets(assets: AssetManager, threads: Int = 4): FractureClassifier {
             val bundle = FractureBundle.parse(readAsset(assets, BUNDLE_ASSET).toString(Charsets.UTF_8), BUNDLE_ASSET)
-            val modelBytes = readAsset(assets, MODEL_ASSET)
-            val recorded = bundle.int8Artifact
-                ?: throw ModelMismatchException("$BUNDLE_ASSET has no tflite-int8 artifact: export it first")
-            val actual = sha256(modelBytes)
-            if (!actual.equals(recorded.sha256, ignoreCase = true)) {
-                throw ModelMismatchException("$MODEL_ASSET (sha256 ${actual.take(12)}...) is not the file " +
-                    "$BUNDLE_ASSET describes (${recorded.sha256.take(12)}...): copy both from the same run")
-            }
+            val artifact = bundle.requireArtifact()
+            val modelBytes = readAsset(assets, artifact.file)
+            checkSha256(artifact, modelBytes)
             val model = ByteBuffer.allocateDirect(modelBytes.size).order(ByteOrder.nativeOrder())
             model.put(modelBytes).rewind()
             val interpreter = Interpreter(model, Interpreter.Options().setNumThreads(threads))
             try {
                 val index = probabilityOutput(interpreter)
                 val core = FractureCore(bundle, spec(interpreter.getInputTensor(0)), spec(interpreter.getOutputTensor(index)))
-                return FractureClassifier(interpreter, core, index, bundle.head?.let { featuresOutput(interpreter, index, it.weights.size) })
+                val features = bundle.head?.let { featuresOutput(interpreter, index, it.weights.size, artifact.file) }
+                return FractureClassifier(interpreter, core, index, features)
             } catch (exc: RuntimeException) {
                 interpreter.close()
                 throw exc
@@ -86,12 +82,23 @@ class FractureClassifier private constructor(
         private fun probabilityOutput(interpreter: Interpreter): Int =
             (0 until interpreter.outputTensorCount).firstOrNull { interpreter.getOutputTensor(it).numElements() == 1 } ?: 0
 
+        /** The model file must be the one bundle.json describes (same run, same export). */
+        private fun checkSha256(artifact: ArtifactRecord, modelBytes: ByteArray) {
+            val actual = sha256(modelBytes)
+            if (!actual.equals(artifact.sha256, ignoreCase = true)) {
+                throw ModelMismatchException("${artifact.file} (sha256 ${actual.take(12)}...) is not the file " +
+                    "$BUNDLE_ASSET describes (${artifact.sha256.take(12)}...): copy both from the same run")
+            }
+        }
+
         /** The adapted head's input: the other output with one value per weight (found by its size, as in Python). */
-        private fun featuresOutput(interpreter: Interpreter, probability: Int, size: Int): Pair<Int, TensorSpec> {
+        private fun featuresOutput(
+            interpreter: Interpreter, probability: Int, size: Int, file: String,
+        ): Pair<Int, TensorSpec> {
             val index = (0 until interpreter.outputTensorCount).firstOrNull {
                 it != probability && interpreter.getOutputTensor(it).numElements() == size
             } ?: throw ModelMismatchException("$BUNDLE_ASSET has an adapted head on $size features, but " +
-                "$MODEL_ASSET has no such output: re-export the base run, then adapt again")
+                "$file has no such output: re-export the base run, then adapt again")
             return index to spec(interpreter.getOutputTensor(index))
         }
 

@@ -19,7 +19,9 @@ class FractureBundleTest {
         assertEquals("fractured", bundle.positiveLabel)
         assertEquals("not_fractured", bundle.negativeLabel)
         assertEquals(0.2, bundle.threshold("screening"))
-        assertEquals(RecordedQuantization("uint8", 0.00390625, 0), bundle.int8Artifact?.output)
+        val artifact = bundle.requireArtifact()
+        assertEquals("tflite-int8" to "model_int8.tflite", artifact.format to artifact.file)
+        assertEquals(RecordedQuantization("uint8", 0.00390625, 0, listOf(1, 1)), artifact.output)
     }
 
     @ParameterizedTest

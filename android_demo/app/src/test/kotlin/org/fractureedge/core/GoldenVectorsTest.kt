@@ -3,6 +3,7 @@ package org.fractureedge.core
 import org.json.JSONArray
 import org.json.JSONObject
 import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.DynamicTest
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.TestFactory
@@ -24,6 +25,18 @@ class GoldenVectorsTest {
             sizes.keys().asSequence().map { size ->
                 DynamicTest.dynamicTest("${record.getString("file")} @ $size") {
                     checkTensor(record, size.toInt(), sizes.getJSONObject(size))
+                }
+            }.toList()
+        }
+
+    /** A FLOAT32-input model (tflite-int8-dynamic, -fp16, -fp32) gets the same pixels as floats, as Python feeds them. */
+    @TestFactory
+    fun float32InputIsTheRawPixelsPythonFeeds(): List<DynamicTest> = objects(expected.getJSONArray("images"))
+        .flatMap { record ->
+            val sizes = record.getJSONObject("tensors")
+            sizes.keys().asSequence().map { size ->
+                DynamicTest.dynamicTest("${record.getString("file")} @ $size as float32") {
+                    checkFloat32Feed(record, size.toInt(), sizes.getJSONObject(size))
                 }
             }.toList()
         }
@@ -119,6 +132,24 @@ class GoldenVectorsTest {
             assertEquals(v, pixels[(r * size + c) * 3], "$file @ $size: pixel ($r, $c)")
         }
         assertEquals(want.getString("sha256"), sha256(ByteArray(pixels.size) { pixels[it].toByte() }), "$file @ $size: sha256")
+    }
+
+    /** The whole app path (FractureCore.prepare) into a FLOAT32 input: raw 0..255 floats, bytes as Python's. */
+    private fun checkFloat32Feed(record: JSONObject, size: Int, want: JSONObject) {
+        val file = record.getString("file")
+        val bytes = resource(file)
+        val core = FractureCore(TestBundles.withArtifacts("tflite-int8-dynamic", size = size),
+            TensorSpec(TensorType.FLOAT32, listOf(1, size, size, 3), 0.0, 0),
+            TensorSpec(TensorType.FLOAT32, listOf(1, 1), 0.0, 0))
+        val buffer = core.prepare(readArgb(bytes), SourceFormat.sniff(bytes), record.getInt("orientation"))
+        assertEquals(size * size * 3 * 4, buffer.remaining(), "$file @ $size: float32 buffer bytes")
+        val floats = FloatArray(buffer.remaining() / 4) { buffer.getFloat(it * 4) }
+        assertTrue(floats.all { it in 0f..255f && it == it.toInt().toFloat() }, "$file @ $size: not raw 0..255 values")
+        val asUint8 = ByteArray(floats.size) { floats[it].toInt().toByte() }
+        assertEquals(want.getString("sha256"), sha256(asUint8), "$file @ $size: float32 values vs the uint8 golden")
+        val littleEndian = java.nio.ByteBuffer.allocate(floats.size * 4).order(java.nio.ByteOrder.LITTLE_ENDIAN)
+        floats.forEach { littleEndian.putFloat(it) }
+        assertEquals(want.getString("float32_sha256"), sha256(littleEndian.array()), "$file @ $size: float32 bytes vs Python")
     }
 
     companion object {
