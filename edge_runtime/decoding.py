@@ -2,16 +2,21 @@
 
 Accepted: JPEG, PNG, BMP, TIFF (first frame) in any Pillow mode, and DICOM through the optional
 `dicom` extra (dicom.py). Decisions, applied the same way everywhere:
-- EXIF orientation is applied before anything else.
+- EXIF orientation is applied before anything else (as Pillow's exif_transpose would; done here as a
+  numpy view of the result, so no second copy of the image is made).
 - Colour (RGB, CMYK, YCbCr, palette) -> ITU-R 601 luma, no rounding (rounding happens once, after resize).
 - Transparency (RGBA, LA, PA, palette with a transparent colour) is composited onto BLACK, the
   background of a radiograph, so transparent padding looks like the film's unexposed border.
 - Integer grayscale above 8 bits (16-bit PNG/TIFF): scaled by the smallest standard detector bit depth
   (8, 10, 12, 14 or 16 bits) that holds the image's maximum, e.g. max <= 4095 -> 12-bit -> x * 255/4095.
   Never clipped. Signed or 32-bit float images are stretched over their own min..max.
-- Limits: more than MAX_PIXELS pixels (decompression-bomb guard), empty, truncated (Pillow's
-  LOAD_TRUNCATED_IMAGES is never switched on; the file is decoded fully) or non-image files raise
-  ImageDecodeError "<path>: <reason>".
+- Memory budget (pixels.py): an image over 32 MP (MAX_PIXELS), with a side over 16,384 px (MAX_SIDE) or
+  an aspect ratio over 20:1 (MAX_ASPECT) is refused from its header, before any pixel is decoded, with
+  ImageDecodeError "<path>: image too large (...; the limit is ...)". Within the limits, decoding holds
+  Pillow's decoded copy (1-4 bytes per pixel) and the float32 result (4 bytes per pixel), nothing else of
+  image size: conversions run a strip of rows at a time. So an accepted image needs at most ~260 MB.
+- Empty, truncated (Pillow's LOAD_TRUNCATED_IMAGES is never switched on; the file is decoded fully) or
+  non-image files raise ImageDecodeError "<path>: <reason>".
 """
 from __future__ import annotations
 
@@ -22,19 +27,23 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from .errors import FractureEdgeError
+from .pixels import (DETECTOR_BITS, MAX_ASPECT, MAX_PIXELS, MAX_SIDE, ImageDecodeError, Rows, check_dimensions,
+                     copy_into, integer_gray_into, luma_into, rgb_to_luma, scale_integer_gray, stretch, stretch_into)
+
+__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "MAX_SIDE", "MAX_ASPECT", "DETECTOR_BITS", "ImageDecodeError",
+           "decode_gray", "decode_gray_bytes", "image_to_gray", "is_dicom", "rgb_to_luma", "scale_integer_gray",
+           "stretch"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
-MAX_PIXELS = 100_000_000          # 100 MP: far above any radiograph (a 43x43 cm detector is ~10 MP)
-DETECTOR_BITS = (8, 10, 12, 14, 16)
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _INTEGER_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
-
-
-class ImageDecodeError(FractureEdgeError):
-    """An input file that is not a usable image; the message names the file and the reason."""
+_EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the view of the displayed (oriented) array that has the stored image's shape and
+# pixels: the inverse of the transpose Pillow's ImageOps.exif_transpose applies for that orientation
+_STORED_VIEW = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.T,
+                6: lambda a: a.T[::-1], 7: lambda a: a.T[::-1, ::-1], 8: lambda a: a.T[:, ::-1]}
 
 
 def decode_gray(path: str | os.PathLike) -> np.ndarray:
@@ -70,7 +79,7 @@ def _decode_guarded(source, path) -> np.ndarray:
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"{path}: image too large, over the {MAX_PIXELS // 1_000_000} MP limit ({exc})") from None
+        raise ImageDecodeError(f"{path}: image too large ({exc}; the limit is {MAX_PIXELS / 1e6:.0f} MP)") from None
     except Image.UnidentifiedImageError:
         raise ImageDecodeError(f"{path}: not an image file (or a format Pillow cannot read)") from None
     except MemoryError:
@@ -112,57 +121,52 @@ def is_dicom(path: Path) -> bool:
     return head[128:132] == b"DICM"
 
 
-def _decode_pillow(source, path: Path) -> np.ndarray:
+def _decode_pillow(source, path) -> np.ndarray:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits apply below
         with Image.open(source) as img:
-            width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise ImageDecodeError(f"{path}: image too large ({width}x{height} = "
-                                       f"{width * height / 1e6:.0f} MP, limit {MAX_PIXELS // 1_000_000} MP)")
-            if width == 0 or height == 0:
-                raise ImageDecodeError(f"{path}: image has no pixels ({width}x{height})")
+            check_dimensions(path, *img.size)    # from the header: nothing decoded yet
             img.load()  # decode everything now: a truncated file fails here, not later
-            return image_to_gray(ImageOps.exif_transpose(img))
+            return image_to_gray(img, orientation(img))
 
 
-def image_to_gray(img: Image.Image) -> np.ndarray:
-    """A loaded Pillow image in any mode -> (H, W) float32 in 0..255."""
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in _ALPHA_MODES:
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), rgba).convert("RGB")
-    if img.mode == "L":
-        return np.asarray(img, dtype=np.float32)
-    if img.mode in _INTEGER_GRAY_MODES:
-        return scale_integer_gray(np.asarray(img))
-    if img.mode == "F":
-        return stretch(np.asarray(img, dtype=np.float64))
-    if img.mode == "1":
-        return np.asarray(img.convert("L"), dtype=np.float32)
-    return rgb_to_luma(np.asarray(img.convert("RGB"), dtype=np.float32))
+def orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1..8) Pillow's exif_transpose would apply; 1 when there is none."""
+    value = img.getexif().get(_EXIF_ORIENTATION, 1)
+    return value if value in _STORED_VIEW else 1
 
 
-def scale_integer_gray(values: np.ndarray) -> np.ndarray:
-    """High-bit-depth grayscale -> 0..255 by its detector bit depth (see the module docstring)."""
-    values = values.astype(np.float64)
-    low, high = float(values.min()), float(values.max())
-    if low < 0 or high > 2 ** DETECTOR_BITS[-1] - 1:
-        return stretch(values)
-    bits = next(b for b in DETECTOR_BITS if high <= 2 ** b - 1)
-    return (values * (255.0 / (2 ** bits - 1))).astype(np.float32)
+def image_to_gray(img: Image.Image, orientation: int = 1) -> np.ndarray:
+    """A loaded Pillow image in any mode -> (H, W) float32 in 0..255, turned to its EXIF `orientation`.
+
+    The result is allocated once, in its displayed orientation; each strip of the stored image is converted
+    and written through a view of it, so neither a transposed nor a float copy of the whole image is made."""
+    width, height = img.size
+    shown = np.empty((width, height) if orientation >= 5 else (height, width), np.float32)
+    stored = _STORED_VIEW[orientation](shown) if orientation != 1 else shown
+    fill, convert, channels = _conversion(img)
+    fill(Rows(lambda r0, r1: convert(img.crop((0, r0, width, r1))), height, width, channels), stored)
+    return shown
 
 
-def stretch(values: np.ndarray) -> np.ndarray:
-    """Map min..max linearly onto 0..255 (a constant image becomes 0); NaNs become 0."""
-    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return np.zeros(values.shape, np.float32)
-    return ((values - low) * (255.0 / (high - low))).astype(np.float32)
+def _conversion(img: Image.Image):
+    """(fill function, strip -> numpy array, channels) for the image's mode: the same steps, per strip, as the
+    whole-image conversion (every Pillow convert used here maps each pixel on its own)."""
+    mode = img.mode
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in img.info):
+        return luma_into, lambda strip: np.asarray(_on_black(strip), dtype=np.float32), 3
+    if mode == "L":
+        return copy_into, lambda strip: np.asarray(strip, dtype=np.float32), 1
+    if mode in _INTEGER_GRAY_MODES:
+        return integer_gray_into, np.asarray, 1
+    if mode == "F":
+        return stretch_into, lambda strip: np.asarray(strip, dtype=np.float64), 1
+    if mode == "1":
+        return copy_into, lambda strip: np.asarray(strip.convert("L"), dtype=np.float32), 1
+    return luma_into, lambda strip: np.asarray(strip.convert("RGB"), dtype=np.float32), 3
 
 
-def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R 601-2 luma of an (H, W, 3) array, float32, no rounding (rounding happens once, after resize)."""
-    return (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(np.float32)
+def _on_black(img: Image.Image) -> Image.Image:
+    """Composite onto opaque black (transparent padding looks like the film's unexposed border) -> RGB."""
+    rgba = img.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), rgba).convert("RGB")

@@ -92,7 +92,9 @@ BAD_INPUTS = [
     ("empty.png", raw_bytes(b""), "empty file"),
     ("notes.png", raw_bytes(b"this is not an image"), "not an image"),
     ("bomb.png", raw_bytes(png_header(100_000, 100_000)), "too large"),
-    ("just_over_limit.png", raw_bytes(png_header(10_001, 10_000)), "100 MP"),
+    ("just_over_limit.png", raw_bytes(png_header(5_657, 5_657)), "32.0 MP; the limit is 32 MP"),
+    ("too_long.png", raw_bytes(png_header(16_385, 1_000)), "a side of 16385 px; the limit is 16384 px"),
+    ("too_elongated.png", raw_bytes(png_header(2_001, 100)), "aspect ratio 20:1; the limit is 20:1"),
     ("missing.png", lambda p: p, "file not found"),
     ("folder.png", make_folder, "folder"),
 ]
@@ -190,3 +192,161 @@ def test_dicom_detected_by_magic_without_suffix(tmp_path):
     path = write_dicom(tmp_path / "scan.dcm", "MONOCHROME2", stored, None)
     renamed = path.rename(tmp_path / "scan_no_suffix")
     assert decode_gray(renamed).shape == (H, W)
+
+
+# ---- strips and views change no bit: the decoder before the memory budget, kept here as the reference -------
+
+def reference_image_to_gray(img: Image.Image) -> np.ndarray:
+    """decoding.image_to_gray as it was before the memory budget (whole-image conversions)."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), rgba).convert("RGB")
+    if img.mode == "L":
+        return np.asarray(img, dtype=np.float32)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(img).astype(np.float64)
+        low, high = float(values.min()), float(values.max())
+        if low < 0 or high > 65535:
+            return reference_stretch(values)
+        bits = next(b for b in (8, 10, 12, 14, 16) if high <= 2 ** b - 1)
+        return (values * (255.0 / (2 ** bits - 1))).astype(np.float32)
+    if img.mode == "F":
+        return reference_stretch(np.asarray(img, dtype=np.float64))
+    if img.mode == "1":
+        return np.asarray(img.convert("L"), dtype=np.float32)
+    rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
+    return (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(np.float32)
+
+
+def reference_stretch(values: np.ndarray) -> np.ndarray:
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, np.float32)
+    return ((values - low) * (255.0 / (high - low))).astype(np.float32)
+
+
+def reference_decode(path) -> np.ndarray:
+    from PIL import ImageOps
+
+    with Image.open(path) as img:
+        img.load()
+        return reference_image_to_gray(ImageOps.exif_transpose(img))
+
+
+def mode_images(rng) -> dict:
+    """(name -> (image, save format)) in every mode family the decoder handles, with varied pixels."""
+    h, w = 23, 31
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    gray = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    palette = Image.fromarray(gray).convert("P")
+    transparent = palette.copy()
+    transparent.info["transparency"] = int(gray[0, 0])
+    return {
+        "L": (Image.fromarray(gray), "PNG"), "RGB": (Image.fromarray(rgb), "PNG"),
+        "RGBA": (Image.fromarray(np.dstack([rgb, alpha])), "PNG"), "LA": (Image.fromarray(np.dstack([gray, alpha]), "LA"), "PNG"),
+        "P": (palette, "PNG"), "P-transparent": (transparent, "PNG"), "1": (Image.fromarray(gray > 128), "PNG"),
+        "I;16": (Image.fromarray(rng.integers(0, 4096, (h, w)).astype(np.uint16)), "PNG"),
+        "I;16-full": (Image.fromarray(rng.integers(0, 65536, (h, w)).astype(np.uint16)), "TIFF"),
+        "I": (Image.fromarray(rng.integers(-70000, 70000, (h, w)).astype(np.int32)), "TIFF"),
+        "F": (Image.fromarray(rng.normal(0, 3, (h, w)).astype(np.float32)), "TIFF"),
+        "CMYK": (Image.fromarray(rgb).convert("CMYK"), "JPEG"), "YCbCr-jpeg": (Image.fromarray(rgb), "JPEG"),
+    }
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_strip_decoding_is_bit_identical_to_whole_image_decoding(tmp_path, monkeypatch, orientation):
+    """Every mode, every EXIF orientation, strips of 1-3 rows: the same float32 values as the old decoder."""
+    from fracture_edge.edge_runtime import pixels
+
+    monkeypatch.setattr(pixels, "STRIP_BYTES", 600)           # a strip of 1-3 rows: many strips per image
+    for name, (img, fmt) in mode_images(np.random.default_rng(orientation)).items():
+        path = tmp_path / f"{name}.{fmt.lower()}"
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        img.save(path, format=fmt, **({"exif": exif.tobytes()} if fmt in ("PNG", "JPEG") else {}))
+        if fmt == "TIFF" and orientation != 1:
+            continue                                          # Pillow writes no EXIF orientation into a TIFF here
+        got, expected = decode_gray(path), reference_decode(path)
+        assert got.dtype == expected.dtype == np.float32 and got.shape == expected.shape, name
+        assert np.array_equal(got, expected), f"{name}, orientation {orientation}"
+        assert got.flags.c_contiguous
+
+
+def reference_decode_dicom(path) -> np.ndarray:
+    """dicom.decode_dicom as it was before the memory budget (the whole dataset, whole-frame LUTs)."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    ds = pydicom.dcmread(str(path))
+    pixels = ds.pixel_array
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if not photometric.startswith("MONOCHROME"):
+        frame = pixels[0] if pixels.ndim == 4 else pixels
+        if frame.ndim == 3:
+            rgb = frame.astype(np.float32)
+            return (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(np.float32)
+        return reference_stretch(frame)
+    if pixels.ndim == 3:
+        pixels = pixels[0]
+    values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
+    if "VOILUTSequence" not in ds and "WindowCenter" not in ds:
+        gray = reference_stretch(values)
+    else:
+        shown = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
+        low, high = np.asarray(apply_voi_lut(np.array([-1e12, 1e12]), ds), dtype=np.float64)
+        gray = (reference_stretch(shown) if not high > low else
+                np.clip((shown - low) * (255.0 / (high - low)), 0.0, 255.0).astype(np.float32))
+    return (255.0 - gray).astype(np.float32) if photometric == "MONOCHROME1" else gray
+
+
+def write_dicom_frames(path, stored: np.ndarray, photometric="MONOCHROME2", window=None, rescale=None):
+    """A DICOM file of (frames, rows, columns[, 3]) or (rows, columns) stored values."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.1.1", generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    colour = photometric == "RGB"
+    frames = stored.shape[0] if stored.ndim == (4 if colour else 3) else 1
+    ds.Rows, ds.Columns = stored.shape[-3:-1] if colour else stored.shape[-2:]
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = (3 if colour else 1), photometric
+    if colour:
+        ds.PlanarConfiguration = 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    else:
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    if rescale:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
+    if window:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = stored.astype(np.uint8 if colour else np.uint16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("photometric, window, rescale, frames", [
+    ("MONOCHROME2", None, None, 1), ("MONOCHROME1", None, (2.0, -100.0), 1), ("MONOCHROME2", (2000.0, 3000.0), None, 1),
+    ("MONOCHROME1", (1500.0, 800.0), (1.5, 20.0), 3), ("MONOCHROME2", (2048.0, 1.0), None, 1), ("RGB", None, None, 1),
+    ("RGB", None, None, 2)])
+def test_strip_dicom_decoding_is_bit_identical(tmp_path, monkeypatch, photometric, window, rescale, frames):
+    from fracture_edge.edge_runtime import pixels
+
+    monkeypatch.setattr(pixels, "STRIP_BYTES", 700)
+    rng = np.random.default_rng(frames + len(photometric))
+    shape = (frames, 29, 37) + ((3,) if photometric == "RGB" else ())
+    stored = rng.integers(0, 256 if photometric == "RGB" else 4096, shape)
+    path = write_dicom_frames(tmp_path / "x.dcm", stored if frames > 1 else stored[0], photometric, window, rescale)
+    got, expected = decode_gray(path), reference_decode_dicom(path)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+    with open(path, "rb") as fh:
+        assert np.array_equal(decoding.decode_gray_bytes(fh.read(), "upload.dcm"), expected)
