@@ -16,6 +16,7 @@ from ..edge_runtime.confidence import RATES, format_ci, metric_cis
 from ..edge_runtime.metrics import summarize
 from ..export.footprint import peak_rss_mb
 from .activations import load_split
+from .result_names import is_home, result_name
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def load_run_split(run: Path, data: str | None, split: str, fmt: str):
     """(bundle, data source, loaded split) for scoring `fmt` of a run on a split (the run's own data by default)."""
     bundle = load_bundle(run)
     get_format(fmt)
-    source = data or bundle.get("data", {}).get("source")
+    source = data or (bundle.get("data") or {}).get("source")
     if not source:
         raise FractureEdgeError(f"{run}: bundle has no data source; pass --data DIR")
     warn_if_fitted_on(bundle, source, run)
@@ -67,17 +68,23 @@ def warn_if_fitted_on(bundle: dict, source, run: Path) -> None:
 
 
 def evaluate_run(run_dir: str, data: str | None, split: str, fmt: str = "keras") -> dict:
-    """Metrics of one format on one split at the bundle's thresholds; written to RUN/eval_<fmt>_<split>.json."""
+    """Metrics of one format on one split at the bundle's thresholds, written to RUN/eval_<fmt>_<split>.json on the
+    run's own data and to RUN/eval_<fmt>_<split>_on-<name>-<hash>.json on any other (result_names.py): a score
+    on another dataset never replaces the home result."""
     started = time.perf_counter()
     run = Path(run_dir)
     bundle, source, loaded = load_run_split(run, data, split, fmt)
     probs = keras_probabilities(run, loaded.pixels) if fmt == "keras" else artifact_probabilities(run, fmt, loaded.pixels)
-    result = {"run": str(run), "format": fmt, "data": str(source), "split": split,
-              "skipped_unreadable": [list(f) for f in loaded.failures],
+    home = (bundle.get("data") or {}).get("source")
+    path = run / (result_name("eval", fmt, split, source, home) + ".json")
+    result = {"run": str(run), "format": fmt, "data": str(source), "home_data": is_home(source, home),
+              "split": split, "skipped_unreadable": [list(f) for f in loaded.failures],
               **summarize(loaded.targets, probs, bundle["thresholds"]),
               "ci": metric_cis(loaded.targets, probs, bundle["thresholds"]),
-              "seconds": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
-    atomic.write_json(run / f"eval_{fmt}_{split}.json", result)
+              "seconds": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+              "file": str(path)}
+    atomic.write_json(path, result)
+    log.info("eval: %s", path)
     return result
 
 
