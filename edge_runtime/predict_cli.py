@@ -1,7 +1,9 @@
 """`fracture-edge predict` and `fracture-edge info`: classify radiographs on the device, describe a model.
 
 Exit codes of predict: 0 every image classified, 2 some files failed (each reported once, the run goes on),
-1 usage or model error. Imports cheaply: the runtime is loaded inside the handlers.
+1 usage or model error. With --heatmaps, an image whose overlay cannot be drawn or written (a full disk) keeps
+its prediction row; the overlay's failure is reported on stderr and in that row's error field, and the exit
+is 2. Imports cheaply: the runtime is loaded inside the handlers.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import argparse
 import csv
 import json
 import sys
+from dataclasses import dataclass
 
 from .formats import EXPORT_FORMATS
 
@@ -72,6 +75,14 @@ def shown(path: str) -> str:
     return path if path.isprintable() else path.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
+@dataclass(frozen=True)
+class OverlayFailure:
+    """A classified image whose heatmap overlay could not be made: the prediction stands, the reason is told."""
+
+    prediction: object        # classifier.Prediction
+    reason: str               # without the image's path
+
+
 class RowWriter:
     """Writes one result per line as text, JSON lines or CSV; failures also go to stderr."""
 
@@ -79,14 +90,18 @@ class RowWriter:
         self.mode, self.out, self.err = mode, out or sys.stdout, err or sys.stderr
         self.csv = csv.DictWriter(self.out, fieldnames=ROW_FIELDS, lineterminator="\n") if mode == "csv" else None
         if self.csv:
-            self.csv.writeheader()
+            _guarded(self.csv.writeheader)
 
     def write(self, result) -> None:
+        _guarded(self._write, result)
+
+    def _write(self, result) -> None:
         from .classifier import FileFailure
 
-        if isinstance(result, FileFailure):
-            print(f"fracture-edge: {shown(result.path)}: {result.reason}", file=self.err)
-            if self.mode == "text":
+        if isinstance(result, (FileFailure, OverlayFailure)):
+            path = result.path if isinstance(result, FileFailure) else result.prediction.path
+            print(f"fracture-edge: {shown(path)}: {result.reason}", file=self.err)
+            if isinstance(result, FileFailure) and self.mode == "text":
                 return
         row = result_row(result)
         if self.mode == "json":
@@ -99,15 +114,30 @@ class RowWriter:
         self.out.flush()
 
 
+def _guarded(write, *args) -> None:
+    """Run a write to stdout/stderr; a full disk behind a redirect is one error line, not a traceback."""
+    from .errors import FractureEdgeError
+
+    try:
+        write(*args)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise FractureEdgeError(f"standard output: cannot write the results ({exc.strerror or exc})") from None
+
+
 def result_row(result) -> dict:
-    """A Prediction or FileFailure as a row with every ROW_FIELDS key (None where it does not apply)."""
+    """A Prediction, OverlayFailure or FileFailure as a row with every ROW_FIELDS key (None where it does not
+    apply); an OverlayFailure is its prediction's row with the overlay's failure as the error."""
     from .classifier import FileFailure
 
     if isinstance(result, FileFailure):
         return {**dict.fromkeys(ROW_FIELDS), "path": result.path, "error": result.reason}
+    reason = result.reason if isinstance(result, OverlayFailure) else None
+    result = result.prediction if isinstance(result, OverlayFailure) else result
     return {"path": result.path, "label": result.label, "probability": round(result.probability, 6),
             "threshold_name": result.threshold_name, "threshold": result.threshold,
-            "latency_ms": round(result.latency_ms, 3), "error": None}
+            "latency_ms": round(result.latency_ms, 3), "error": reason}
 
 
 def check_options(args: argparse.Namespace) -> str:
@@ -149,19 +179,23 @@ class HeatmapWriter:
         self.written = 0
 
     def write(self, prediction):
-        """Write the overlay; a file that cannot be decoded again or written becomes a FileFailure."""
-        from .classifier import FileFailure, failure_for
+        """Write the overlay; the prediction, or an OverlayFailure (the prediction and why there is no overlay)
+        when the image cannot be decoded again or the overlay cannot be written."""
+        from .classifier import failure_for
         from .decoding import decode_gray
         from .errors import FractureEdgeError
         from .heatmap import overlay_name, write_overlay
 
+        target = self.folder / overlay_name(prediction.path, self.taken)
         try:
-            write_overlay(self.folder / overlay_name(prediction.path, self.taken), decode_gray(prediction.path),
-                          prediction)
+            write_overlay(target, decode_gray(prediction.path), prediction)
         except FractureEdgeError as exc:
-            return failure_for(prediction.path, str(exc))
-        except OSError as exc:
-            return FileFailure(prediction.path, f"cannot write its heatmap ({exc.strerror or exc})")
+            reason = failure_for(prediction.path, str(exc)).reason
+            return OverlayFailure(prediction, f"classified, but its heatmap cannot be drawn: {reason}")
+        except (OSError, MemoryError) as exc:
+            where = getattr(exc, "filename", None) or target
+            why = getattr(exc, "strerror", None) or str(exc) or "not enough memory"
+            return OverlayFailure(prediction, f"classified, but its heatmap cannot be written: {where}: {why}")
         self.written += 1
         return prediction
 
@@ -185,7 +219,7 @@ def run_predict(args: argparse.Namespace) -> int:
                           integrity=integrity_mode(args))
     overlays = HeatmapWriter(args.heatmaps, clf) if args.heatmaps else None
     writer = RowWriter(mode)
-    failed = 0
+    failed = no_overlay = 0
     for arg, reason in problems:
         writer.write(FileFailure(arg, reason))
         failed += 1
@@ -197,8 +231,11 @@ def run_predict(args: argparse.Namespace) -> int:
                 result = overlays.write(result)
             writer.write(result)
             failed += isinstance(result, FileFailure)
+            no_overlay += isinstance(result, OverlayFailure)
     if overlays is not None:
         overlays.log_summary()
-    if failed:
-        print(f"fracture-edge: {len(paths) + len(problems) - failed} classified, {failed} failed", file=sys.stderr)
-    return 2 if failed else 0
+    if failed or no_overlay:
+        heatmaps = f", {no_overlay} heatmap(s) not written" if no_overlay else ""
+        print(f"fracture-edge: {len(paths) + len(problems) - failed} classified, {failed} failed{heatmaps}",
+              file=sys.stderr)
+    return 2 if failed or no_overlay else 0
