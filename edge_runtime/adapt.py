@@ -11,6 +11,12 @@ each is a relative symbolic link into the base run, and the new bundle records i
 does, so the integrity rule holds (a modified base file never runs). Where links cannot be made (a file
 system without them) the file is copied and a warning says so. Moving the new run elsewhere needs the base
 run beside it, or `cp -rL` (which copies the files the links point at). numpy only; no TensorFlow.
+
+The new run folder is claimed before anything is read (atomic.claimed_folder): a second adapt into the same
+--out fails at once, the folder is built out of sight beside it and renamed into place when complete, so a
+kill, a crash or a full disk never leaves a half-made --out (a killed run's leftovers are removed by the next
+one). Before any feature is read, an image under both labels is refused and an overlap with the base model's
+own data is warned about (adapt_checks.py).
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import atomic
+from .adapt_checks import base_overlap_warning, check_duplicates, file_hashes
 from .adapt_cv import FOLDS, fit_head
 from .adapt_data import (AdaptDataError, LocalSet, check_counts, load_local_set, read_local_samples)
 from .adapt_report import REPORT_JSON, REPORT_MD, baseline_warning, evaluate_adaptation, render_markdown
@@ -83,7 +90,7 @@ class Phases:
 def check_out_folder(out: Path, run: Path) -> None:
     if out.resolve() == run.resolve():
         raise AdaptDataError(f"{out}: the new run folder must differ from the base run")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if atomic.out_taken(out):
         raise AdaptDataError(f"{out}: exists and is not an empty folder; choose a new run folder")
 
 
@@ -95,24 +102,38 @@ def adapt_run(opts: AdaptOptions) -> AdaptResult:
         source = base["adapted_head"].get("provenance", {}).get("base_run", "its base run")
         raise AdaptDataError(f"{opts.run}: is itself an adapted run; adapt {source} instead")
     check_out_folder(opts.out, opts.run)
-    samples = read_local_samples(opts.data, opts.split)
-    check_counts({label: sum(s.label == label for s in samples) for label in LABELS}, str(opts.data))
-    clf = open_classifier(opts.run, num_threads=opts.threads, format=opts.format, integrity="require")
-    if FEATURES not in clf.extra_outputs:
-        raise AdaptDataError(f"{clf.path}: has no features output (exported before issue 15); "
-                             f"re-export the run: fracture-edge export {opts.run}")
-    phases.done("load")
-    local = load_local_set(samples, clf, opts.batch_size, opts.show_progress)
-    phases.done("features")
-    return adapt_local(opts, base, clf, local, phases)
+    with atomic.claimed_folder(opts.out, "fracture-edge adapt") as folder:
+        samples = read_local_samples(opts.data, opts.split)
+        check_counts({label: sum(s.label == label for s in samples) for label in LABELS}, str(opts.data))
+        hashes = file_hashes(samples)
+        early = check_duplicates(samples, hashes, str(opts.data))
+        overlap = base_overlap_warning(base, opts.data, hashes)
+        early += [overlap] if overlap else []
+        for line in early:
+            log.warning("%s", line)
+        clf = open_classifier(opts.run, num_threads=opts.threads, format=opts.format, integrity="require")
+        if FEATURES not in clf.extra_outputs:
+            raise AdaptDataError(f"{clf.path}: has no features output (exported before issue 15); "
+                                 f"re-export the run: fracture-edge export {opts.run}")
+        phases.done("load")
+        local = load_local_set(samples, clf, opts.batch_size, opts.show_progress, hashes)
+        phases.done("features")
+        return fit_and_write(opts, folder, base, clf, local, phases, early)
 
 
 def adapt_local(opts: AdaptOptions, base: dict, clf, local: LocalSet, phases: Phases | None = None) -> AdaptResult:
     """The fit, the evaluation and the new run folder for a local set whose features are already read
-    (adapt_run; the site simulation reuses one feature pass for many draws)."""
-    phases = phases or Phases()
+    (the site simulation reuses one feature pass for many draws); claims opts.out like adapt_run."""
     check_out_folder(opts.out, opts.run)
-    warnings = check_counts(local.counts(), str(opts.data))
+    with atomic.claimed_folder(opts.out, "fracture-edge adapt") as folder:
+        return fit_and_write(opts, folder, base, clf, local, phases or Phases(), [])
+
+
+def fit_and_write(opts: AdaptOptions, folder: Path, base: dict, clf, local: LocalSet, phases: Phases,
+                  logged: list[str]) -> AdaptResult:
+    """Fit, evaluate, and write the run into `folder` (the claimed build folder that becomes opts.out);
+    `logged`: warnings already shown, which go into the report too."""
+    warnings = list(logged) + check_counts(local.counts(), str(opts.data))
     target = float(base["thresholds"].get("screening_target_sensitivity", SCREENING_SENSITIVITY))
     fitted = fit_head(local.features, local.targets, target, k=opts.folds, seed=opts.seed)
     phases.done("fit")
@@ -121,13 +142,13 @@ def adapt_local(opts: AdaptOptions, base: dict, clf, local: LocalSet, phases: Ph
     warnings += [warning] if warning else []
     phases.done("cross-validation")
     report = build_report(opts, clf, local, fitted, evaluation, warnings, phases.seconds)
-    write_adapted_run(opts, base, report, fitted)
+    write_adapted_run(opts, folder, base, report, fitted)
     phases.done("write")
     report["seconds"] = phases.seconds
-    atomic.write_json(opts.out / REPORT_JSON, report)
-    atomic.write_text(opts.out / REPORT_MD, render_markdown(report))
-    write_model_card(opts.out)
-    for line in warnings:
+    atomic.write_json(folder / REPORT_JSON, report)
+    atomic.write_text(folder / REPORT_MD, render_markdown(report))
+    write_model_card(folder)
+    for line in warnings[len(logged):]:
         log.warning("%s", line)
     return AdaptResult(opts.out, report, tuple(warnings))
 
@@ -169,9 +190,10 @@ def adapted_bundle(base: dict, report: dict, fitted, artifacts: dict) -> dict:
     return bundle
 
 
-def write_adapted_run(opts: AdaptOptions, base: dict, report: dict, fitted) -> None:
-    """Link the base run's exported artifacts that have a features output, then write bundle.json."""
-    opts.out.mkdir(parents=True, exist_ok=True)
+def write_adapted_run(opts: AdaptOptions, folder: Path, base: dict, report: dict, fitted) -> None:
+    """Link the base run's exported artifacts that have a features output, then write bundle.json, into `folder`
+    (links relative to opts.out, where the folder will be)."""
+    folder.mkdir(parents=True, exist_ok=True)
     artifacts = {}
     for name, record in (base.get("artifacts") or {}).items():
         source = opts.run / record["file"]
@@ -179,8 +201,8 @@ def write_adapted_run(opts: AdaptOptions, base: dict, report: dict, fitted) -> N
             log.info("adapt: %s not linked (%s)", record["file"],
                      "the Keras model cannot apply the head" if name == "keras" else "no features output")
             continue
-        artifacts[name] = {**record, "base_file": link_or_copy(source, opts.out / record["file"])}
-    save_bundle(opts.out, adapted_bundle(base, report, fitted, artifacts))
+        artifacts[name] = {**record, "base_file": link_or_copy(source, folder / record["file"], opts.out)}
+    save_bundle(folder, adapted_bundle(base, report, fitted, artifacts))
 
 
 def _has_features(run: Path, fmt: str) -> bool:
@@ -191,14 +213,18 @@ def _has_features(run: Path, fmt: str) -> bool:
         return False
 
 
-def link_or_copy(source: Path, target: Path) -> str:
-    """A relative symbolic link target -> source (a copy where links fail); returns the relative path."""
-    relative = os.path.relpath(source.resolve(), target.parent.resolve())
+def link_or_copy(source: Path, target: Path, final: Path | None = None) -> str:
+    """A relative symbolic link target -> source (a copy where links fail); returns the relative path. `final`:
+    the folder target's folder will be renamed to (the link is made relative to it, so it holds there)."""
+    relative = os.path.relpath(source.resolve(), (final or target.parent).resolve())
     try:
         os.symlink(relative, target)
     except OSError as exc:
         log.warning("%s: cannot link to %s (%s); copying the file instead", target, source, exc.strerror or exc)
-        shutil.copy2(source, target)
+        try:
+            shutil.copy2(source, target)
+        except OSError as copy_exc:    # a full disk: name the copy, not the file copied (copyfile names that)
+            raise OSError(copy_exc.errno, copy_exc.strerror or str(copy_exc), str(target)) from None
     return relative
 
 

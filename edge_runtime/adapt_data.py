@@ -105,9 +105,12 @@ def _decode(samples: list[Sample], contract) -> tuple[list, list, list, list]:
     return pixels, stats, kept, failures
 
 
-def load_local_set(samples: list[Sample], classifier, batch_size: int = 16, show: bool | None = None) -> LocalSet:
-    """Decode every sample, run the classifier for its probability and 'features' output, a batch at a time."""
-    paths, targets, probs, feats, stats, failures, hashes = [], [], [], [], [], [], []
+def load_local_set(samples: list[Sample], classifier, batch_size: int = 16, show: bool | None = None,
+                   hashes: dict[str, str] | None = None) -> LocalSet:
+    """Decode every sample, run the classifier for its probability and 'features' output, a batch at a time.
+    `hashes`: {path: file sha256} already computed (adapt_checks.file_hashes); the others are hashed here."""
+    hashes = hashes or {}
+    paths, targets, probs, feats, stats, failures, digests = [], [], [], [], [], [], []
     chunks = list(batches(samples, batch_size))
     for chunk in progress(chunks, "adapt: features", total=len(chunks), enabled=show):
         pixels, chunk_stats, kept, chunk_failures = _decode(chunk, classifier.contract)
@@ -121,13 +124,13 @@ def load_local_set(samples: list[Sample], classifier, batch_size: int = 16, show
         for sample in kept:
             paths.append(str(sample.path))
             targets.append(sample.target)
-            hashes.append(_sha256_or_empty(sample.path))
+            digests.append(hashes.get(str(sample.path)) or _sha256_or_empty(sample.path))
     for path, reason in failures:
         log.warning("skipped %s: %s", path, reason)
     return LocalSet(tuple(paths), np.asarray(targets, np.int64),
                     np.concatenate(probs) if probs else np.zeros(0),
                     np.concatenate(feats) if feats else np.zeros((0, 0)),
-                    np.asarray(stats, np.float64).reshape(-1, len(STAT_NAMES)), tuple(failures), tuple(hashes))
+                    np.asarray(stats, np.float64).reshape(-1, len(STAT_NAMES)), tuple(failures), tuple(digests))
 
 
 def _sha256_or_empty(path: Path) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -304,3 +305,169 @@ def test_eval_on_the_adapted_run_picks_an_artifact_and_warns_on_its_own_images(a
     result = json.loads(capsys.readouterr().out)
     assert result["format"] != "keras" and result["n"] == 66
     assert "fitted on" in caplog.text and "optimistic" in caplog.text
+
+
+# ---- issue 25, item 9: contradictory labels, one --out for two runs, kills, the base model's own images ------
+
+def hidden_leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_an_image_under_both_labels_is_refused_naming_the_files(tmp_path, capsys, monkeypatch):
+    from fracture_edge.edge_runtime import adapt
+    from fracture_edge.edge_runtime.cli import main
+
+    local = write_local_set(tmp_path / "local", 15, 0)
+    for path in sorted((local / "fractured").glob("*.png")):
+        shutil.copy(path, local / "not_fractured" / path.name)            # the same 15 images under both classes
+    monkeypatch.setattr(adapt, "load_local_set", lambda *a, **k: pytest.fail("features were read"))
+    out = tmp_path / "new"
+    code = main(["adapt", str(FIXTURES), "--data", str(local), "--out", str(out), "--format", "onnx-fp32"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "15 image(s) appear under both labels" in err and "give each image one label" in err
+    assert str(local / "fractured" / "fractured_0.png") in err and str(local / "not_fractured" / "fractured_0.png") in err
+    assert not out.exists() and hidden_leftovers(tmp_path) == []
+
+
+def test_a_copy_under_the_same_label_is_a_warning(tmp_path, caplog):
+    from fracture_edge.edge_runtime.adapt import AdaptOptions, adapt_run
+
+    local = write_local_set(tmp_path / "local", 12, 12)
+    shutil.copy(local / "fractured" / "fractured_0.png", local / "fractured" / "copy.png")
+    result = adapt_run(AdaptOptions(run=FIXTURES, data=local, out=tmp_path / "new", format="onnx-fp32"))
+    assert any("listed more than once under the same label" in w for w in result.warnings)
+    assert "copy.png" in caplog.text
+
+
+def test_a_second_adapt_into_the_same_out_fails_at_once(tmp_path, capsys, monkeypatch):
+    """The first adapt holds the claim (here: this process, through the same lock a running adapt holds)."""
+    from fracture_edge.edge_runtime import adapt, atomic
+    from fracture_edge.edge_runtime.cli import main
+
+    local = write_local_set(tmp_path / "local", 10, 10)
+    out = tmp_path / "new"
+    first = atomic.claim_folder(out, "fracture-edge adapt")
+    monkeypatch.setattr(adapt, "read_local_samples", lambda *a: pytest.fail("the second adapt read the images"))
+    try:
+        code = main(["adapt", str(FIXTURES), "--data", str(local), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 1 and err.count("\n") == 1 and "PosixPath" not in err
+        assert err.startswith(f"fracture-edge: error: {out}: another fracture-edge adapt is writing this folder")
+    finally:
+        first.release()
+    assert not out.exists() and hidden_leftovers(tmp_path) == []
+
+
+def test_two_adapts_racing_for_one_out_one_wins_the_other_fails_fast(tmp_path):
+    local = write_local_set(tmp_path / "local", 10, 10)
+    out = tmp_path / "new"
+    argv = [sys.executable, "-m", "fracture_edge.edge_runtime", "-q", "adapt", str(FIXTURES), "--data", str(local),
+            "--out", str(out), "--format", "onnx-fp32"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    codes = sorted(code for code, _ in results)
+    loser = next(err for code, err in results if code == 1)
+    assert codes == [0, 1] and loser.count("\n") == 1 and f"fracture-edge: error: {out}: " in loser
+    assert (out / "bundle.json").is_file() and hidden_leftovers(tmp_path) == []
+
+
+KILLED_CHILD = """
+import sys, time
+from pathlib import Path
+from fracture_edge.edge_runtime import adapt
+from fracture_edge.edge_runtime.cli import main
+
+def half_then_hang(opts, folder, *args, **kwargs):
+    (folder / "bundle.json").write_text("{half")            # a half-made run folder
+    Path(sys.argv[1]).write_text("ready")
+    time.sleep(120)
+
+adapt.fit_and_write = half_then_hang
+main(sys.argv[2:])
+"""
+
+
+def test_a_killed_adapt_leaves_no_half_made_out_and_the_rerun_succeeds(tmp_path):
+    import signal
+    import time
+
+    local = write_local_set(tmp_path / "local", 10, 10)
+    out, ready = tmp_path / "new", tmp_path / "ready"
+    argv = ["-q", "adapt", str(FIXTURES), "--data", str(local), "--out", str(out), "--format", "onnx-fp32"]
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(ready), *argv])
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    assert ready.exists(), "the child never reached the write"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    assert not out.exists() and hidden_leftovers(tmp_path) == [".new.partial"]    # the kill's leftover, aside
+    proc = subprocess.run([sys.executable, "-m", "fracture_edge.edge_runtime", *argv], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "bundle.json").read_text())["adapted_head"] and hidden_leftovers(tmp_path) == []
+
+
+def test_leftovers_of_killed_claims_are_removed(tmp_path):
+    from fracture_edge.edge_runtime import atomic
+
+    out = tmp_path / "new"
+    for name in (".new.claim-abc", ".new.stale-def"):
+        (tmp_path / name / "new").mkdir(parents=True)
+        (tmp_path / name / ".lock").write_text("")            # nobody holds these locks any more
+    claim = atomic.claim_folder(out)
+    try:
+        assert hidden_leftovers(tmp_path) == [".new.partial"]
+    finally:
+        claim.release()
+    assert hidden_leftovers(tmp_path) == []
+
+
+def base_with_data(tmp_path: Path, source: Path) -> Path:
+    base = Path(shutil.copytree(FIXTURES, tmp_path / "base"))
+    bundle = json.loads((base / "bundle.json").read_text())
+    bundle["data"] = {"source": str(source.resolve())}
+    (base / "bundle.json").write_text(json.dumps(bundle))
+    return base
+
+
+def test_adapt_on_the_base_models_own_data_folder_warns(tmp_path, caplog):
+    from fracture_edge.edge_runtime.adapt import AdaptOptions, adapt_run
+
+    local = write_local_set(tmp_path / "local", 10, 10)
+    base = base_with_data(tmp_path, local)
+    result = adapt_run(AdaptOptions(run=base, data=local, out=tmp_path / "new", format="onnx-fp32"))
+    warning = next(w for w in result.warnings if "base model's own data" in w)
+    assert f"is the base model's own data folder ({local.resolve()})" in warning and "optimistic" in warning
+    assert warning in caplog.text
+    assert warning in json.loads((tmp_path / "new" / "adapt_report.json").read_text())["warnings"]
+
+
+def test_site_images_copied_from_the_base_training_set_are_found_by_content(tmp_path):
+    from fracture_edge.edge_runtime.adapt import AdaptOptions, adapt_run
+
+    local = write_local_set(tmp_path / "local", 10, 10)
+    training = tmp_path / "training"
+    for label in ("fractured", "not_fractured"):
+        (training / "train" / label).mkdir(parents=True)
+        for path in sorted((local / label).glob("*.png"))[:3]:
+            shutil.copy(path, training / "train" / label / f"renamed_{path.name}")
+    write_local_set(training / "val", 2, 2, seed=9)              # other images, never copied
+    base = base_with_data(tmp_path, training)
+    result = adapt_run(AdaptOptions(run=base, data=local, out=tmp_path / "new", format="onnx-fp32"))
+    assert any("6 of 20 site image(s) are copies of images in the base model's own data" in w and "6 train" in w
+               for w in result.warnings), result.warnings
+
+
+def test_no_overlap_warning_for_new_images_or_a_bundle_without_a_data_source(tmp_path):
+    from fracture_edge.edge_runtime.adapt import AdaptOptions, adapt_run
+
+    local = write_local_set(tmp_path / "local", 10, 10)
+    base = base_with_data(tmp_path, write_local_set(tmp_path / "elsewhere", 3, 3, seed=4))
+    for run, out in ((base, "new"), (FIXTURES, "new2")):
+        result = adapt_run(AdaptOptions(run=run, data=local, out=tmp_path / out, format="onnx-fp32"))
+        assert not any("base model's own data" in w for w in result.warnings)
