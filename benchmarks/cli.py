@@ -6,6 +6,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -18,8 +20,8 @@ def register(subparsers) -> None:
     parser.add_argument("--data", required=True, help="dataset folder (split/class/image) or split CSV")
     parser.add_argument("--split", default="test", help="split to evaluate on (default: test; 'all' = every image)")
     parser.add_argument("--formats", default="all",
-                        help="comma-separated formats (keras,tflite-fp32,tflite-fp16,tflite-int8,onnx-fp32,"
-                             "onnx-int8) or 'all' (default)")
+                        help=f"comma-separated formats, or 'all' (default: keras,{','.join(DEFAULT_EXPORT_FORMATS)}, what a plain "
+                             "export makes; the opt-in *-int8-mixed rows only when named)")
     parser.add_argument("--threads", default=None, help="thread counts to measure, e.g. 1,2 (default: usable cores)")
     parser.add_argument("--batch", default="1", help="batch sizes to measure, e.g. 1,8 (default: 1)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default: 10)")
@@ -54,10 +56,11 @@ def options_from_args(args: argparse.Namespace):
     """BenchOptions from parsed flags (unknown values raise ValueError listing valid choices)."""
     from ..edge_runtime.formats import parse_formats
     from ..edge_runtime.shift_scores import parse_shift_names
-    from .options import BenchOptions, default_threads, parse_int_list, parse_worker_pythons
+    from .options import BENCH_FORMATS, BenchOptions, default_threads, parse_int_list, parse_worker_pythons
 
     threads = parse_int_list(args.threads, "--threads") if args.threads else default_threads()
-    return BenchOptions(run=args.run, data=args.data, split=args.split, formats=parse_formats(args.formats),
+    return BenchOptions(run=args.run, data=args.data, split=args.split,
+                        formats=BENCH_FORMATS if args.formats.strip() == "all" else parse_formats(args.formats),
                         threads=threads, batches=parse_int_list(args.batch, "--batch"), warmup=args.warmup,
                         runs=args.runs, sample=args.sample, budget_s=args.budget, out=args.out,
                         gate=args.gate, quick=args.quick, plots=not args.no_plots,

@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, replace
 
-from ..edge_runtime.formats import FORMATS
+from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS, FORMATS
 from ..edge_runtime.shifts import shift_names
+
+BENCH_FORMATS = ("keras", *DEFAULT_EXPORT_FORMATS)   # the rows of a plain bench: what a plain export makes
 
 MAX_THREADS = MAX_BATCH = 256   # as predict: more only exhausts the machine
 WORKER_RUNTIMES = ("tflite-runtime", "ai-edge-litert")   # TFLite runtimes a --worker-python row may pin
@@ -25,7 +27,7 @@ class BenchOptions:
     run: str                                   # run folder with bundle.json and the artifacts
     data: str                                  # dataset folder or split CSV (real images)
     split: str = "test"
-    formats: tuple[str, ...] = tuple(FORMATS)  # rows to measure (keras needs TensorFlow)
+    formats: tuple[str, ...] = BENCH_FORMATS   # rows to measure (keras needs TensorFlow)
     threads: tuple[int, ...] = field(default_factory=default_threads)
     batches: tuple[int, ...] = (1,)
     warmup: int = 10

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from ..edge_runtime.formats import FORMATS
+from .options import BENCH_FORMATS
 
 TARGET_THREADS, TARGET_BATCH, TARGET_SIZE = 2, 1, 224
 
@@ -25,6 +25,9 @@ TARGETS: tuple[Target, ...] = (
     Target("int8_delta_f1", "|ΔF1| tflite-int8 vs keras (balanced threshold)", 0.005, "<=", ""),
     Target("int8_delta_auc", "|ΔAUC| tflite-int8 vs keras", 0.005, "<=", ""),
     Target("bench_wall", "full bench of all formats on the split", 600.0, "<=", "s"),
+    Target("dynamic_vs_fp32", "tflite-int8-dynamic p50 / tflite-fp32 p50, same run (batch 1, 2 threads)", 0.55,
+           "<=", "x"),
+    Target("dynamic_size", "tflite-int8-dynamic size", 8.0, "<=", "MB"),
 )
 
 
@@ -97,7 +100,9 @@ def evaluate_targets(report: dict) -> list[TargetResult]:
     d_f1, why_f1 = _int8_delta(accuracy, "delta_f1", int8_row)
     d_auc, why_auc = _int8_delta(accuracy, "delta_auc", int8_row)
     run = report["run"]
-    full = not run.get("quick") and not run.get("sample") and len(run.get("formats", ())) == len(FORMATS)
+    full = not run.get("quick") and not run.get("sample") and set(BENCH_FORMATS) <= set(run.get("formats", ()))
+    dynamic, fp32 = _p50(rows, lambda label: label == "tflite-int8-dynamic"), _p50(rows, lambda label: label == "tflite-fp32")
+    dynamic_size = _size(rows, "tflite-int8-dynamic")
     by_key = {t.key: t for t in TARGETS}
     results = [
         judge(by_key["int8_p50"], int8, where),
@@ -108,10 +113,14 @@ def evaluate_targets(report: dict) -> list[TargetResult]:
         judge(by_key["int8_delta_f1"], d_f1, why_f1),
         judge(by_key["int8_delta_auc"], d_auc, why_auc),
         judge(by_key["bench_wall"], report.get("wall_s") if full else None, "not a full run (--quick, --sample or a subset of --formats)"),
+        judge(by_key["dynamic_vs_fp32"], dynamic / fp32 if dynamic and fp32 else None,
+              f"needs ok tflite-int8-dynamic and tflite-fp32 rows at batch {TARGET_BATCH}, {TARGET_THREADS} threads"),
+        judge(by_key["dynamic_size"], dynamic_size / 1e6 if dynamic_size else None, "no tflite-int8-dynamic artifact"),
     ]
     rejected_note = "measured on the int8 artifact export rejected (--include-rejected)" \
         if int8_row == REJECTED_INT8 else ""
-    return [_annotate(r, size_note, rejected_note if r.key.startswith("int8") else "") for r in results]
+    return [_annotate(r, "" if r.key.startswith("dynamic") else size_note,
+                      rejected_note if r.key.startswith("int8") else "") for r in results]
 
 
 def _annotate(result: TargetResult, *notes: str) -> TargetResult:

@@ -11,6 +11,7 @@ class Format:
     backend: str       # keras | tflite | onnx
     precision: str     # fp32 | fp16 | int8
     description: str
+    default: bool = True   # exported by a plain `fracture-edge export RUN` (opt-in rows only with --formats)
 
 
 FORMATS: dict[str, Format] = {
@@ -19,13 +20,24 @@ FORMATS: dict[str, Format] = {
         Format("keras", "model.keras", "keras", "fp32", "Keras 3 model (training framework; reference)"),
         Format("tflite-fp32", "model_fp32.tflite", "tflite", "fp32", "TFLite, float32"),
         Format("tflite-fp16", "model_fp16.tflite", "tflite", "fp16", "TFLite, float16 weights, float32 compute"),
+        Format("tflite-int8-dynamic", "model_int8_dynamic.tflite", "tflite", "int8",
+               "TFLite, dynamic-range int8: int8 weights, float32 activations quantized per image at run time"),
         Format("tflite-int8", "model_int8.tflite", "tflite", "int8", "TFLite, full-integer PTQ, uint8 pixel input"),
         Format("onnx-fp32", "model_fp32.onnx", "onnx", "fp32", "ONNX (tf2onnx), float32"),
         Format("onnx-int8", "model_int8.onnx", "onnx", "int8", "ONNX, static QDQ int8 (per-channel weights)"),
+        Format("tflite-int8-mixed", "model_int8_mixed.tflite", "tflite", "int8",
+               "TFLite int8 with the first layers kept in float (opt-in float-prefix search)", default=False),
+        Format("onnx-int8-mixed", "model_int8_mixed.onnx", "onnx", "int8",
+               "ONNX int8 with the first nodes kept in float (opt-in float-prefix search)", default=False),
     )
 }
 
 EXPORT_FORMATS: tuple[str, ...] = tuple(name for name in FORMATS if name != "keras")
+DEFAULT_EXPORT_FORMATS: tuple[str, ...] = tuple(name for name in EXPORT_FORMATS if FORMATS[name].default)
+MIXED_SUFFIX = "-mixed"   # a mixed row is its base int8 format with some ops in float: tflite-int8-mixed
+# What to deploy: the first of these that passed the fidelity verdict (docs/fidelity-verdict.md); the Android
+# demo reads the same order. Full integer is smallest and fastest; dynamic range keeps float activations.
+DEPLOY_PREFERENCE: tuple[str, ...] = ("tflite-int8", "tflite-int8-dynamic", "tflite-fp16", "tflite-fp32")
 
 
 def get_format(name: str) -> Format:

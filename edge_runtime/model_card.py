@@ -97,17 +97,29 @@ def _export_section(run: Path) -> list[str]:
     report = _read_json(run / "export_report.json")
     if not report:
         return ["Not exported yet (`fracture-edge export RUN`)."]
-    lines = ["| format | status | MB | agreement balanced / screening | dF1 balanced / screening | dAUC |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| format | verdict | MB | flips balanced / screening (dither-1 floor) | agreement balanced / screening "
+             "| dF1 balanced / screening | dAUC |", "|---|---|---|---|---|---|---|"]
     for row in report.get("rows", []):
         gate = row.get("gate") or {}
-        points = gate.get("per_threshold", {})
+        points, floor = gate.get("per_threshold", {}), gate.get("noise_floor") or {}
         agree = " / ".join(f"{points[k]['agreement']:.2%}" for k in ("balanced", "screening") if k in points)
+        flips = " / ".join(f"{floor[k]['flips']} ({floor[k]['dither_flips']})" for k in ("balanced", "screening")
+                           if k in floor) or ("exactness" if gate.get("rule") == "exact" else "")
         d_f1 = " / ".join(f"{points[k]['d_f1']:+.3f}" for k in ("balanced", "screening") if k in points)
         d_auc = f"{gate['auc'] - gate['auc_ref']:+.4f}" if gate.get("auc") is not None and gate.get("auc_ref") is not None else ""
         size = f"{row['bytes'] / 1e6:.1f}" if row.get("bytes") else ""
-        lines.append(f"| {row['format']} | {row['status']} | {size} | {agree} | {d_f1} | {d_auc} |")
-    return lines + ["", "Agreement: share of verification images (val + test) given the same decision as the Keras model."]
+        verdict = {"ok": "pass", "gate failed": "rejected"}.get(row["status"], row["status"])
+        lines.append(f"| {row['format']} | {verdict} | {size} | {flips} | {agree} | {d_f1} | {d_auc} |")
+    rules = report.get("gates") or {}
+    deploy = report.get("deploy")
+    return lines + ["", "Verdict (docs/fidelity-verdict.md, fixed before it judged this model): a compressed artifact "
+                    "passes when the paired bootstrap 95 % CI of its change against Keras lies above −"
+                    f"{rules.get('margin_auc')} AUC and −{rules.get('margin_sensitivity')} sensitivity / "
+                    f"−{rules.get('margin_specificity')} specificity at both thresholds, and it flips no more decisions "
+                    "than the Keras model does under a ±1 grey-level dither of the same images; fp32 must be exact. "
+                    "Agreement: share of verification images (val + test) given the same decision as the Keras model.",
+                    "", f"Deploy: `{deploy['file']}` ({deploy['format']})." if deploy else
+                    "Deploy: no TFLite artifact passed its verdict."]
 
 
 def _heatmap_section(run: Path) -> list[str]:

@@ -8,36 +8,37 @@ import argparse
 
 DEFAULT_SPLITS = "val,test"
 
-# flag -> (precision, GateLimits field)
-GATE_FLAGS = {
-    "gate_fp32_max_dprob": ("fp32", "max_abs_dprob"),
-    "gate_fp16_max_df1": ("fp16", "max_abs_df1"),
-    "gate_int8_max_df1": ("int8", "max_abs_df1"),
-    "gate_int8_max_dauc": ("int8", "max_abs_dauc"),
-    "gate_int8_min_agreement": ("int8", "min_agreement"),
+# flag -> VerdictRules field (docs/fidelity-verdict.md; the defaults are the written-down ones)
+VERDICT_FLAGS = {
+    "gate_fp32_max_dprob": ("fp32_max_abs_dprob", "fp32 artifacts: max |p - p_keras|"),
+    "margin_auc": ("margin_auc", "compressed artifacts: non-inferiority margin of AUC"),
+    "margin_sensitivity": ("margin_sensitivity", "compressed artifacts: margin of sensitivity at each threshold"),
+    "margin_specificity": ("margin_specificity", "compressed artifacts: margin of specificity at each threshold"),
 }
 
 
 def register(subparsers) -> None:
-    from ..edge_runtime.formats import EXPORT_FORMATS
+    from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS
 
     p = subparsers.add_parser("export", help="export TFLite/ONNX artifacts and verify each on real images",
                               description=__doc__.splitlines()[0])
     p.add_argument("run", help="training run folder (model.keras + bundle.json)")
-    p.add_argument("--formats", default=",".join(EXPORT_FORMATS),
-                   help=f"comma-separated, or 'all' (default: all = {','.join(EXPORT_FORMATS)})")
+    p.add_argument("--formats", default=None,
+                   help=f"comma-separated, or 'all' = {','.join(EXPORT_FORMATS)} (default: "
+                        f"{','.join(DEFAULT_EXPORT_FORMATS)}); every format named here must pass its verdict")
     p.add_argument("--calib-data", help="dataset for int8 calibration (default: the bundle's training data)")
     p.add_argument("--calib-images", type=int, default=300, help="calibration images, both classes (default 300)")
     p.add_argument("--calib-seed", type=int, default=0)
     p.add_argument("--verify-data", help="dataset for the fidelity gate (default: the bundle's training data)")
     p.add_argument("--verify-split", default=DEFAULT_SPLITS, help="splits to verify on (default val,test)")
-    p.add_argument("--android-assets", metavar="DIR", help="copy model_int8.tflite and bundle.json here")
+    p.add_argument("--android-assets", metavar="DIR",
+                   help="copy the artifact to deploy (the first that passed of tflite-int8, tflite-int8-dynamic, "
+                        "tflite-fp16, tflite-fp32) and bundle.json here")
     p.add_argument("--threads", type=int, default=None,
                    help="runtime threads used for verification (default: all CPU cores)")
     p.add_argument("--onnx-opset", type=int, default=17)
     p.add_argument("--onnx-reduce-range", action="store_true", help="7-bit weights for onnx-int8 (old x86 CPUs)")
-    p.add_argument("--no-int8-fallback", action="store_true",
-                   help="do not retry a failing int8 format with its first layers kept in float")
+    p.add_argument("--no-int8-fallback", action="store_true", help=argparse.SUPPRESS)   # the default now: a no-op
     p.add_argument("--no-equalize", action="store_true",
                    help="quantize the model as is (default: a float-equivalent channel-equalized copy for int8)")
     p.add_argument("--no-fold-normalization", action="store_true",
@@ -46,28 +47,35 @@ def register(subparsers) -> None:
                    help="experimental: training images for int8-aware tuning of the weights before int8 "
                         "quantization (default 0: post-training quantization only)")
     p.add_argument("--selection-images", type=int, default=400,
-                   help="held-out training images that choose the float layers of a mixed int8 (default 400)")
-    for flag, (precision, field) in GATE_FLAGS.items():
+                   help="held-out training images that choose the float layers of the opt-in tflite-int8-mixed / "
+                        "onnx-int8-mixed formats (default 400)")
+    for flag, (field, what) in VERDICT_FLAGS.items():
         p.add_argument("--" + flag.replace("_", "-"), type=float, default=None,
-                       help=f"{precision} gate: {field} (default {default_limit(precision, field)})")
+                       help=f"{what} (default {default_rule(field)})")
+    p.add_argument("--no-noise-floor", action="store_true",
+                   help="do not require compressed artifacts to flip at most as many decisions as a +-1 grey-level "
+                        "dither flips in the float model (skips that extra Keras pass)")
     p.set_defaults(handler=run_export_command)
 
 
-def default_limit(precision: str, field: str) -> float | None:
-    from .gates import Gates
+def default_rule(field: str) -> float:
+    from .gates import VerdictRules
 
-    return getattr(Gates().limits_for(precision), field)
+    return getattr(VerdictRules(), field)
 
 
-def gates_from_args(args):
-    from .gates import Gates
+def rules_from_args(args):
+    """VerdictRules with the flags given on the command line; a negative margin is a usage error."""
+    from dataclasses import replace
 
-    gates = Gates()
-    for flag, (precision, field) in GATE_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            gates = gates.with_limit(precision, **{field: value})
-    return gates
+    from .gates import VerdictRules
+
+    changes = {field: getattr(args, flag) for flag, (field, _) in VERDICT_FLAGS.items()
+               if getattr(args, flag) is not None}
+    for field, value in changes.items():
+        if field.startswith("margin") and not value >= 0:
+            raise ValueError(f"--{field.replace('_', '-')} must be >= 0, got {value:g}")
+    return replace(VerdictRules(), **changes, noise_floor=not args.no_noise_floor)
 
 
 def options_from_args(args):
@@ -75,7 +83,7 @@ def options_from_args(args):
     from pathlib import Path
 
     from ..edge_runtime.dataset import SPLITS
-    from ..edge_runtime.formats import EXPORT_FORMATS, parse_formats
+    from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS, parse_formats
     from .pipeline import ExportOptions
 
     splits = tuple(s.strip() for s in args.verify_split.split(",") if s.strip())
@@ -83,11 +91,12 @@ def options_from_args(args):
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     return ExportOptions(
-        run_dir=Path(args.run), formats=parse_formats(args.formats, EXPORT_FORMATS),
+        run_dir=Path(args.run), formats_named=args.formats is not None,
+        formats=DEFAULT_EXPORT_FORMATS if args.formats is None else parse_formats(args.formats, EXPORT_FORMATS),
         calib_data=args.calib_data, calib_images=args.calib_images, calib_seed=args.calib_seed,
         verify_data=args.verify_data, verify_splits=splits, android_assets=args.android_assets,
-        gates=gates_from_args(args), onnx_opset=args.onnx_opset, onnx_reduce_range=args.onnx_reduce_range,
-        int8_fallback=not args.no_int8_fallback, selection_images=args.selection_images,
+        gates=rules_from_args(args), onnx_opset=args.onnx_opset, onnx_reduce_range=args.onnx_reduce_range,
+        selection_images=args.selection_images,
         equalize=not args.no_equalize, qat_images=args.qat_images,
         fold_normalization=not args.no_fold_normalization,
         num_threads=args.threads or os.cpu_count())
@@ -105,6 +114,7 @@ def run_export_command(args) -> int:
             __import__(module)
         except ImportError:
             raise missing_extra(module, "export", "fracture-edge export") from None
+    from .outcome import export_problems
     from .pipeline import run_export
     from ..edge_runtime.model_card import write_model_card
     from .report import table_cells, write_reports
@@ -119,6 +129,11 @@ def run_export_command(args) -> int:
     android_error = (context.get("android_assets") or {}).get("error")
     if android_error:
         print(f"android assets: {android_error}")
+    deploy = context.get("deploy")
+    print(f"deploy: {deploy['file']} ({deploy['format']})" if deploy else "deploy: no TFLite artifact passed")
     print(f"report: {md_path} ({json_path.name}); {context['seconds_total']:.0f} s, "
           f"peak RSS {context['memory']['peak_rss_mb']:.0f} MB")
-    return 0 if all(r.ok for r in rows) and not android_error else 1
+    problems = export_problems(rows, opts.formats_named) + ([f"android assets: {android_error}"] if android_error else [])
+    for problem in problems:
+        print(f"FAILED: {problem}")
+    return 1 if problems else 0

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..edge_runtime import atomic
-from ..edge_runtime.formats import EXPORT_FORMATS
+from ..edge_runtime.formats import EXPORT_FORMATS, MIXED_SUFFIX
 from ..edge_runtime.preprocessing import InputContract
 from .calibration import ImageSet
 from .extra_outputs import EXTRA_OUTPUTS, with_extra_outputs
-from .int8_census import int8_census
+from .int8_census import dynamic_range_census, int8_census
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,8 @@ class ExportContext:
         return settings
 
     def mixed_int8(self, format_name: str) -> "MixedInt8":
-        """What the float-prefix search needs for one int8 format (see int8_mixed.py)."""
+        """What the float-prefix search needs for one int8 format, base or mixed name (see int8_mixed.py)."""
+        format_name = format_name.removesuffix(MIXED_SUFFIX)
         if format_name == "tflite-int8":
             from .int8_calibrate import quantize_calibrated
             from .int8_mixed import op_output_names
@@ -278,7 +279,10 @@ def _tflite(precision: str) -> Callable[[ExportContext, Path], dict]:
 
         if precision != "int8":
             atomic.write_bytes(path, convert_tflite(ctx.tflite_source(), precision))
-            return {"quantization": tflite_quantization(path)}
+            facts = {"quantization": tflite_quantization(path)}
+            if precision == "int8-dynamic":
+                facts["int8_weights"] = dynamic_range_census(path)
+            return facts
         from .int8_calibrate import quantize_calibrated
 
         atomic.write_bytes(path, quantize_calibrated(ctx.int8_calibrated(), ctx.int8_denylist))
@@ -301,12 +305,16 @@ def export_onnx_int8(ctx: ExportContext, path: Path) -> dict:
             **ctx.int8_facts(), "int8_ops": int8_census(path)}
 
 
+# The mixed rows use their base exporter: it reads the float ops the search chose from the context.
 EXPORTERS: dict[str, Callable[[ExportContext, Path], dict]] = {
     "tflite-fp32": _tflite("fp32"),
     "tflite-fp16": _tflite("fp16"),
+    "tflite-int8-dynamic": _tflite("int8-dynamic"),
     "tflite-int8": _tflite("int8"),
     "onnx-fp32": export_onnx_fp32,
     "onnx-int8": export_onnx_int8,
+    "tflite-int8-mixed": _tflite("int8"),
+    "onnx-int8-mixed": export_onnx_int8,
 }
 
 if tuple(EXPORTERS) != EXPORT_FORMATS:  # the table in formats.py is the one source of names

@@ -1,52 +1,55 @@
-"""Fidelity gates: how far an exported artifact may drift from the Keras model (numpy only, no TF).
+"""The fidelity verdict: does an exported artifact decide like the Keras float model? (numpy only, no TF)
 
-Used by `fracture-edge export` (a failed gate is a failed export) and by the benchmarks.
-Stable API: `Gates`, `GateLimits`, `GateResult`, `check_gates(format, ref_probs, probs, labels, thresholds)`.
+The rules and their reasons are in docs/fidelity-verdict.md, written before the verdict judged the default
+model; `VerdictRules()` holds its defaults. fp32 artifacts must be exact; every compressed artifact passes the
+same three-part test: paired-bootstrap non-inferiority of AUC, sensitivity and specificity at both bundle
+thresholds, enough images of each class to resolve the margins, and no more decision flips than the float
+model makes under an invisible +-1 grey-level dither (the noise floor).
+
+Used by `fracture-edge export` (a rejected artifact goes to RUN/rejected/) and by `bench --gate`.
+Stable API: `VerdictRules`, `GateResult`, `check_gates(format, ref_probs, probs, labels, thresholds, rules,
+dither_probs)`.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from ..edge_runtime.bundle import THRESHOLD_NAMES
+from ..edge_runtime.confidence import stratified_resamples
+from ..edge_runtime.formats import FORMATS
 from ..edge_runtime.metrics import agreement, metrics_at, roc_auc
 
-PRECISIONS = ("fp32", "fp16", "int8")
+EXACT, COMPRESSED = "exact", "non-inferior, enough evidence, within the noise floor"
+RATE_METRICS = ("sensitivity", "specificity")
 
 
 @dataclass(frozen=True)
-class GateLimits:
-    """Limits for one precision; None means 'not gated'."""
+class VerdictRules:
+    """The verdict's settings; the defaults are the ones written down in docs/fidelity-verdict.md."""
 
-    max_abs_dprob: float | None = None    # max over images of |p_artifact - p_keras|
-    max_abs_df1: float | None = None      # |F1_artifact - F1_keras| at every bundle threshold
-    max_abs_dauc: float | None = None     # |AUC_artifact - AUC_keras|
-    min_agreement: float | None = None    # fraction of identical decisions at every bundle threshold
+    fp32_max_abs_dprob: float = 1e-4   # fp32 artifacts: max |p_artifact - p_keras| over the images
+    margin_auc: float = 0.01           # lower 95 % bound of AUC(artifact) - AUC(float) must lie above -margin
+    margin_sensitivity: float = 0.03   # ... of sensitivity at each bundle threshold
+    margin_specificity: float = 0.03   # ... of specificity at each bundle threshold
+    noise_floor: bool = True           # flips at each threshold <= the float model's own under dither-1
+    resamples: int = 2000
+    seed: int = 0
+    level: float = 0.95
 
+    def margin(self, metric: str) -> float:
+        return {"auc": self.margin_auc, "sensitivity": self.margin_sensitivity,
+                "specificity": self.margin_specificity}[metric]
 
-@dataclass(frozen=True)
-class Gates:
-    """Default gates per precision (issue 3); override with `with_limit`."""
-
-    fp32: GateLimits = field(default_factory=lambda: GateLimits(max_abs_dprob=1e-4))
-    fp16: GateLimits = field(default_factory=lambda: GateLimits(max_abs_df1=0.002))
-    int8: GateLimits = field(default_factory=lambda: GateLimits(
-        max_abs_df1=0.01, max_abs_dauc=0.01, min_agreement=0.99))
-
-    def limits_for(self, precision: str) -> GateLimits:
-        """Limits of a precision ('fp32' | 'fp16' | 'int8')."""
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
-        return getattr(self, precision)
-
-    def with_limit(self, precision: str, **limits: float | None) -> "Gates":
-        """A copy with some limits of one precision replaced (e.g. with_limit('int8', min_agreement=0.99))."""
-        return replace(self, **{precision: replace(self.limits_for(precision), **limits)})
+    @property
+    def min_class_images(self) -> int:
+        """Rule of three: fewer images of a class cannot bound a loss below the smallest rate margin."""
+        return math.ceil(3.0 / min(self.margin_sensitivity, self.margin_specificity) - 1e-9)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "min_class_images": self.min_class_images}
 
 
 @dataclass(frozen=True)
@@ -55,18 +58,22 @@ class GateResult:
 
     format: str
     passed: bool
-    reasons: tuple[str, ...]          # one per violated limit; empty when passed
+    reasons: tuple[str, ...]          # one per broken rule; empty when passed
+    rule: str                         # EXACT (fp32) or COMPRESSED
     n: int
+    n_fractured: int
     max_abs_dprob: float
     mean_abs_dprob: float
     auc_ref: float
     auc: float
-    per_threshold: dict               # name -> {threshold, f1_ref, f1, d_f1, sensitivity, ..., agreement}
-    limits: GateLimits
+    per_threshold: dict               # name -> {threshold, f1_ref, f1, d_f1, sensitivity..., agreement, flips...}
+    non_inferiority: dict             # "auc" | "<threshold> <rate>" -> {value, ci_low, ci_high, margin, passed}
+    noise_floor: dict | None          # threshold name -> {flips, dither_flips, ratio, passed}; None: not measured
+    rules: VerdictRules
 
     @property
     def reason(self) -> str:
-        return "; ".join(self.reasons) if self.reasons else "within gates"
+        return "; ".join(self.reasons) if self.reasons else "passed the fidelity verdict"
 
     @property
     def d_auc(self) -> float:
@@ -83,17 +90,16 @@ class GateResult:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["reasons"] = list(self.reasons)
+        d["rules"] = self.rules.to_dict()
         d.update(reason=self.reason, d_auc=self.d_auc, worst_abs_df1=self.worst_abs_df1,
                  min_agreement=self.min_agreement)
         return finite_or_none(d)
 
 
-def precision_of(format_name: str) -> str:
-    """'tflite-int8' -> 'int8'."""
-    precision = format_name.rsplit("-", 1)[-1]
-    if precision not in PRECISIONS:
-        raise ValueError(f"format {format_name!r} has no gated precision; valid: {', '.join(PRECISIONS)}")
-    return precision
+def is_exact_format(format_name: str) -> bool:
+    """fp32 artifacts are judged by exactness; everything else (fp16, int8 of any kind, custom) is compressed."""
+    fmt = FORMATS.get(format_name)
+    return fmt is not None and fmt.precision == "fp32"
 
 
 def gate_thresholds(thresholds: dict) -> dict[str, float]:
@@ -105,61 +111,121 @@ def gate_thresholds(thresholds: dict) -> dict[str, float]:
 
 
 def compare_at(labels, ref_probs, probs, threshold: float) -> dict:
-    """Artifact vs reference metrics at one threshold."""
+    """Artifact vs reference metrics at one threshold (facts for the report, not the verdict)."""
     ref = metrics_at(labels, ref_probs, threshold)
     new = metrics_at(labels, probs, threshold)
+    flips = int(((np.asarray(ref_probs) >= threshold) != (np.asarray(probs) >= threshold)).sum())
     return {"threshold": threshold, "f1_ref": ref["f1"], "f1": new["f1"], "d_f1": new["f1"] - ref["f1"],
             "sensitivity_ref": ref["sensitivity"], "sensitivity": new["sensitivity"],
             "specificity_ref": ref["specificity"], "specificity": new["specificity"],
-            "agreement": agreement(ref_probs, probs, threshold)}
+            "agreement": agreement(ref_probs, probs, threshold), "flips": flips}
 
 
-def check_gates(format_name: str, ref_probs, probs, labels, thresholds: dict,
-                gates: Gates | None = None) -> GateResult:
-    """Compare an artifact's probabilities with the Keras reference on the same images; apply the gate."""
+def paired_differences(labels: np.ndarray, ref: np.ndarray, new: np.ndarray, thresholds: dict[str, float],
+                       rules: VerdictRules) -> dict[str, np.ndarray]:
+    """Bootstrap draws of metric(artifact) - metric(reference), both scored on the same stratified resamples."""
+    idx = stratified_resamples(labels, rules.resamples, rules.seed)
+    n_pos = int(labels.sum())   # stratified_resamples puts the positives first in every row
+    draws = {"auc": np.array([roc_auc(labels[i], new[i]) - roc_auc(labels[i], ref[i]) for i in idx])}
+    for name, t in thresholds.items():
+        change = (new >= t).astype(np.float64)[idx] - (ref >= t).astype(np.float64)[idx]
+        draws[f"{name} sensitivity"] = change[:, :n_pos].mean(axis=1)        # decided positive, among fractured
+        draws[f"{name} specificity"] = -change[:, n_pos:].mean(axis=1)       # decided negative, among the others
+    return draws
+
+
+def non_inferiority(labels, ref, new, thresholds: dict[str, float], rules: VerdictRules) -> dict:
+    """Each metric's paired difference with its percentile interval, margin and whether the lower bound clears it."""
+    point = {"auc": roc_auc(labels, new) - roc_auc(labels, ref)}
+    for name, t in thresholds.items():
+        for rate in RATE_METRICS:
+            point[f"{name} {rate}"] = metrics_at(labels, new, t)[rate] - metrics_at(labels, ref, t)[rate]
+    tail = (1.0 - rules.level) / 2.0
+    out = {}
+    for metric, draws in paired_differences(labels, ref, new, thresholds, rules).items():
+        lo, hi = np.quantile(draws, [tail, 1.0 - tail])
+        margin = rules.margin(metric.rsplit(" ", 1)[-1])
+        out[metric] = {"value": float(point[metric]), "ci_low": float(lo), "ci_high": float(hi),
+                       "margin": margin, "passed": bool(lo > -margin)}
+    return out
+
+
+def noise_floor(ref, new, dither, thresholds: dict[str, float]) -> dict:
+    """Decision flips of the artifact vs those of the float model under the dither, at each threshold."""
+    out = {}
+    for name, t in thresholds.items():
+        flips = int(((new >= t) != (ref >= t)).sum())
+        floor = int(((dither >= t) != (ref >= t)).sum())
+        out[name] = {"flips": flips, "dither_flips": floor, "ratio": flips / floor if floor else
+                     (0.0 if flips == 0 else float("inf")), "passed": flips <= floor}
+    return out
+
+
+def check_gates(format_name: str, ref_probs, probs, labels, thresholds: dict, rules: VerdictRules | None = None,
+                dither_probs=None) -> GateResult:
+    """The verdict on one artifact's probabilities against the Keras reference on the same images.
+
+    dither_probs: the Keras model's probabilities on the dither-1 copies of the same images (the noise floor);
+    None leaves the noise floor unmeasured (bench without the probe), which the result says.
+    """
+    rules = rules or VerdictRules()
     ref = np.asarray(ref_probs, dtype=np.float64).ravel()
     new = np.asarray(probs, dtype=np.float64).ravel()
     y = np.asarray(labels).astype(np.int64).ravel()
     if not ref.size == new.size == y.size:
         raise ValueError(f"reference, artifact and labels differ in length: {ref.size}, {new.size}, {y.size}")
-    limits = (gates or Gates()).limits_for(precision_of(format_name))
+    dither = None if dither_probs is None else np.asarray(dither_probs, dtype=np.float64).ravel()
+    if dither is not None and dither.size != ref.size:
+        raise ValueError(f"dither probabilities differ in length: {dither.size} vs {ref.size}")
+    points = gate_thresholds(thresholds)
     diff = np.abs(new - ref)
-    per_threshold = {name: compare_at(y, ref, new, t) for name, t in gate_thresholds(thresholds).items()}
     result = GateResult(
-        format=format_name, passed=False, reasons=(), n=int(y.size),
+        format=format_name, passed=False, reasons=(), rule=EXACT if is_exact_format(format_name) else COMPRESSED,
+        n=int(y.size), n_fractured=int(y.sum()),
         max_abs_dprob=float(diff.max()) if diff.size else float("nan"),
         mean_abs_dprob=float(diff.mean()) if diff.size else float("nan"),
-        auc_ref=roc_auc(y, ref) if y.size else float("nan"),
-        auc=roc_auc(y, new) if y.size else float("nan"),
-        per_threshold=per_threshold, limits=limits)
-    reasons = tuple(violations(result, new, limits))
-    return replace(result, passed=not reasons, reasons=reasons)
+        auc_ref=roc_auc(y, ref) if y.size else float("nan"), auc=roc_auc(y, new) if y.size else float("nan"),
+        per_threshold={name: compare_at(y, ref, new, t) for name, t in points.items()},
+        non_inferiority={}, noise_floor=None, rules=rules)
+    broken = sanity_problems(result, new)
+    if broken or result.rule == EXACT:
+        reasons = broken or exactness_problems(result, rules)
+        return replace(result, passed=not reasons, reasons=tuple(reasons))
+    return judge_compressed(result, y, ref, new, dither, points, rules)
 
 
-def violations(result: GateResult, probs: np.ndarray, limits: GateLimits) -> list[str]:
-    """Human-readable reasons why `result` breaks `limits` (empty list: it passes)."""
+def sanity_problems(result: GateResult, probs: np.ndarray) -> list[str]:
+    """What makes an artifact broken whatever its rule (no images, non-finite or out-of-range output)."""
     if result.n == 0:
         return ["no verification images"]
     if not np.all(np.isfinite(probs)):
         return [f"{int((~np.isfinite(probs)).sum())} of {result.n} probabilities are not finite (broken model)"]
     if np.any((probs < 0) | (probs > 1)):
         return ["probabilities outside [0, 1]"]
-    out = []
-    if limits.max_abs_dprob is not None and not result.max_abs_dprob <= limits.max_abs_dprob:
-        out.append(f"max |dprob| {result.max_abs_dprob:.3g} > {limits.max_abs_dprob:g}")
-    for name, m in result.per_threshold.items():
-        if limits.max_abs_df1 is not None and not abs(m["d_f1"]) <= limits.max_abs_df1:
-            out.append(f"|dF1| at {name} {abs(m['d_f1']):.4f} > {limits.max_abs_df1:g}")
-        if limits.min_agreement is not None and not m["agreement"] >= limits.min_agreement:
-            out.append(f"agreement at {name} {m['agreement']:.2%} < {limits.min_agreement:.0%}")
-    if limits.max_abs_dauc is not None and not _within(result.d_auc, limits.max_abs_dauc):
-        out.append(f"|dAUC| {abs(result.d_auc):.4f} > {limits.max_abs_dauc:g}")
-    return out
+    return []
 
 
-def _within(delta: float, limit: float) -> bool:
-    """|delta| <= limit; an undefined delta (one-class data: AUC nan on both sides) is not a violation."""
-    return math.isnan(delta) or abs(delta) <= limit
+def exactness_problems(result: GateResult, rules: VerdictRules) -> list[str]:
+    if not result.max_abs_dprob <= rules.fp32_max_abs_dprob:
+        return [f"max |dprob| {result.max_abs_dprob:.3g} > {rules.fp32_max_abs_dprob:g} (an fp32 artifact must be exact)"]
+    return []
+
+
+def judge_compressed(result: GateResult, y, ref, new, dither, points: dict[str, float],
+                     rules: VerdictRules) -> GateResult:
+    """Evidence first (a set too small to resolve the margins cannot pass), then non-inferiority and the floor."""
+    n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
+    if min(n_pos, n_neg) < rules.min_class_images:
+        reason = (f"too few images to resolve the margins: {n_pos} fractured / {n_neg} not, at least "
+                  f"{rules.min_class_images} of each needed")
+        return replace(result, reasons=(reason,))
+    tests = non_inferiority(y, ref, new, points, rules)
+    reasons = [f"{metric} change {t['value']:+.4f}, 95 % CI lower bound {t['ci_low']:+.4f} not above "
+               f"-{t['margin']:g}" for metric, t in tests.items() if not t["passed"]]
+    floor = noise_floor(ref, new, dither, points) if dither is not None and rules.noise_floor else None
+    reasons += [f"{f['flips']} flipped decisions at {name} > {f['dither_flips']} under the dither-1 noise floor"
+                for name, f in (floor or {}).items() if not f["passed"]]
+    return replace(result, passed=not reasons, reasons=tuple(reasons), non_inferiority=tests, noise_floor=floor)
 
 
 def finite_or_none(obj):

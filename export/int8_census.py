@@ -75,3 +75,37 @@ def int8_census(path: str | os.PathLike) -> dict:
     """float_op_summary of a .tflite or .onnx int8 artifact."""
     ops = onnx_float_ops(path) if os.fspath(path).endswith(".onnx") else tflite_float_ops(path)
     return float_op_summary(ops)
+
+
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+
+
+def dynamic_range_census(path: str | os.PathLike) -> dict:
+    """How much of a dynamic-range .tflite is int8: weighted ops with int8 weights, weight bytes by type.
+
+    Read from the flatbuffer (the converter's graph, before any delegate rewrites it). Activations of a
+    dynamic-range model are float32 by design; XNNPACK quantizes them per image at run time.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(os.fspath(path))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    graph = model.subgraphs[0]
+    int8_ops, float_ops = Counter(), Counter()
+    weight_bytes = Counter()
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
+        if name not in WEIGHTED_OPS or len(op.inputs) < 2:
+            continue
+        weights = graph.tensors[op.inputs[1]]
+        is_int8 = weights.type == schema.TensorType.INT8
+        (int8_ops if is_int8 else float_ops)[name] += 1
+        data = model.buffers[weights.buffer].data
+        weight_bytes["int8" if is_int8 else "float"] += 0 if data is None else len(data)
+    weighted = sum(int8_ops.values()) + sum(float_ops.values())
+    return {"ops": len(graph.operators), "weighted_ops": weighted, "int8_weight_ops": sum(int8_ops.values()),
+            "int8_weight_ops_by_type": dict(int8_ops), "float_weight_ops_by_type": dict(float_ops),
+            "int8_weight_bytes": weight_bytes["int8"], "float_weight_bytes": weight_bytes["float"],
+            "activations": "float32 (quantized per image at run time by XNNPACK)"}

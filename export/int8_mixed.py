@@ -1,4 +1,7 @@
-"""Mixed int8: when the full-integer model fails its gate, keep the first layers of the network in float.
+"""Mixed int8 (opt-in rows tflite-int8-mixed, onnx-int8-mixed): keep the first layers of the network in float.
+
+Never done behind the plain *-int8 names: an artifact called int8 is integer in its body. The mixed rows
+say in their name and report how many ops are float, and the fidelity verdict judges them like any other.
 
 Why a prefix (measured on FracAtlas, runs/fracatlas-320, 300 held-out training images): the network
 amplifies noise that enters early. Quantizing only the stem (normalization, conv1) and the classifier
@@ -30,11 +33,19 @@ from typing import Callable
 import numpy as np
 
 from ..edge_runtime.metrics import agreement as decision_agreement, roc_auc
-from .gates import GateLimits, gate_thresholds
+from .gates import gate_thresholds
 
 log = logging.getLogger(__name__)
 
-SEARCH_SHARE = 0.25   # the selection images may disagree at most this share as often as the gate allows
+SEARCH_SHARE = 0.25   # the selection images may disagree at most this share as often as the target allows
+
+
+@dataclass(frozen=True)
+class SearchTarget:
+    """What a float prefix must reach on the selection images to be chosen (the search's rule, not the verdict)."""
+
+    min_agreement: float = 0.99        # scaled by SEARCH_SHARE: 99.75 % of the decisions kept on the selection
+    max_abs_dauc: float | None = 0.01
 CUT = re.compile(r"(?:^|/)(conv\d+_block\d+_concat|pool\d+_pool|pool1)(?:_\d+)?/")
 
 
@@ -71,7 +82,8 @@ class PrefixChoice:
         chosen = self.prefix
         return {"kept_float": {"through": chosen.through if chosen else None,
                                "ops": len(chosen.ops) if chosen else 0, "of_ops": self.total_ops,
-                               "rule": "shortest float prefix meeting the int8 agreement gate "
+                               "share_float": round(len(chosen.ops) / self.total_ops, 4) if chosen else 0.0,
+                               "rule": "shortest float prefix meeting the search's agreement target "
                                        f"with {SEARCH_SHARE:g}x its disagreement on {images} held-out "
                                        "training images"},
                 "float_prefix_search": {"images": images, "seconds": round(seconds, 1),
@@ -114,13 +126,13 @@ def shortest_passing(count: int, passes: Callable[[int], bool]) -> int | None:
     return low
 
 
-def required_agreement(limits: GateLimits) -> float:
+def required_agreement(limits: SearchTarget) -> float:
     """Agreement the selection images must reach: the gate's disagreement scaled by SEARCH_SHARE."""
     return 1.0 - (1.0 - (limits.min_agreement or 0.0)) * SEARCH_SHARE
 
 
 def selection_trial(prefix: FloatPrefix, ref_probs: np.ndarray, probs: np.ndarray, labels: np.ndarray,
-                    thresholds: dict, limits: GateLimits, seconds: float) -> PrefixTrial:
+                    thresholds: dict, limits: SearchTarget, seconds: float) -> PrefixTrial:
     """Agreement (at every gate threshold, with margin) and |dAUC| of one candidate on the selection images."""
     agreement = {name: decision_agreement(ref_probs, probs, t) for name, t in gate_thresholds(thresholds).items()}
     need = required_agreement(limits)
@@ -134,7 +146,7 @@ def selection_trial(prefix: FloatPrefix, ref_probs: np.ndarray, probs: np.ndarra
 
 def choose_float_prefix(names: list[str], quantize: Callable[[tuple[str, ...], Path], object], suffix: str,
                         pixels: np.ndarray, labels: np.ndarray, ref_probs: np.ndarray, thresholds: dict,
-                        limits: GateLimits, bundle: dict, num_threads: int | None = None) -> PrefixChoice:
+                        limits: SearchTarget, bundle: dict, num_threads: int | None = None) -> PrefixChoice:
     """Binary search for the shortest float prefix whose mixed model meets the gate on the given images.
 
     names: the model's ops in execution order; quantize(ops, path) writes the model with `ops` in float;

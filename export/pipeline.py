@@ -1,8 +1,8 @@
 """The export loop: every requested format is exported, embedded, checked and verified; one row each.
 
-A format that fails (conversion error, runtime error, failed gate) keeps its row with the reason and
-never stops the others. Artifacts that fail their gate are moved to RUN/rejected/ so the runtime can
-never pick them up; bundle.json lists only artifacts that passed.
+A format that fails (conversion error, runtime error, a rejecting fidelity verdict) keeps its row with the
+reason and never stops the others. Artifacts the verdict rejects are moved to RUN/rejected/ so the runtime
+can never pick them up; bundle.json lists only artifacts that passed. The verdict is docs/fidelity-verdict.md.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import numpy as np
 from ..edge_runtime.bundle import artifact_record, input_contract, load_bundle
 from ..edge_runtime.confidence import artifact_uncertainty
 from ..edge_runtime.errors import FractureEdgeError
-from ..edge_runtime.formats import EXPORT_FORMATS, FORMATS
+from ..edge_runtime.shifts import apply_shift
+from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS, DEPLOY_PREFERENCE, FORMATS, MIXED_SUFFIX
 from .calibration import (ImageSet, calibration_set, resolve_data_dir, selection_samples, selection_set,
                           tuning_set, verification_set)
 from .compat import check_artifact
@@ -28,32 +29,34 @@ from .exporters import EXPORTERS, ExportContext
 from .extra_outputs import declare_extra_outputs
 from .heatmap_check import verify_heatmaps
 from .footprint import StageMeter, peak_rss_mb, release_memory, rss_mb
-from .gates import Gates
+from .gates import VerdictRules, is_exact_format
+from .outcome import GATE_FAILED, deploy_choice
 
 if TYPE_CHECKING:
     from .verify import Verification
 
 log = logging.getLogger(__name__)
 
-OK, EXPORT_FAILED, VERIFY_FAILED, GATE_FAILED = "ok", "export failed", "verify failed", "gate failed"
+OK, EXPORT_FAILED, VERIFY_FAILED = "ok", "export failed", "verify failed"
 REJECTED_DIR = "rejected"
+NOISE_PROBE = "dither-1"   # the invisible perturbation whose flips are the noise floor (docs/fidelity-verdict.md)
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     run_dir: Path
-    formats: tuple[str, ...] = EXPORT_FORMATS
+    formats: tuple[str, ...] = DEFAULT_EXPORT_FORMATS
+    formats_named: bool = False         # --formats given: every named format must pass (see export_exit_code)
     calib_data: str | None = None
     calib_images: int = 300
     calib_seed: int = 0
     verify_data: str | None = None
     verify_splits: tuple[str, ...] = ("val", "test")
     android_assets: str | None = None
-    gates: Gates = field(default_factory=Gates)
+    gates: VerdictRules = field(default_factory=VerdictRules)
     onnx_opset: int = 17
     onnx_reduce_range: bool = False
-    int8_fallback: bool = True
-    selection_images: int = 400
+    selection_images: int = 400         # held-out training images that choose the float ops of a *-int8-mixed row
     equalize: bool = True
     qat_images: int = 0                 # training images for int8-aware tuning (0: post-training only)
     fold_normalization: bool = True     # int8 formats read raw pixels in conv1 (export/stem_fold.py)
@@ -74,7 +77,7 @@ class ExportRow:
     error: str | None = None           # why the row is not ok
     compat: dict | None = None         # tflite-runtime 2.14 verdict
     facts: dict = field(default_factory=dict)   # quantization parameters, settings, kept_float
-    gate: dict | None = None           # GateResult.to_dict()
+    gate: dict | None = None           # GateResult.to_dict(): the fidelity verdict
     uncertainty: dict | None = None    # 95 % CIs of the metrics and the paired AUC test vs Keras (not gated)
     rss_mb: float | None = None        # process RSS when this format was done
     peak_rss_mb: float | None = None   # process peak RSS when this format was done (all stages so far)
@@ -89,21 +92,23 @@ class ExportRow:
 
 @dataclass
 class Verifier:
-    """Verification images and the Keras reference probabilities on them (computed once)."""
+    """Verification images, the Keras reference probabilities on them and on their dither-1 copies (the noise
+    floor), computed once."""
 
     images: ImageSet
     ref_probs: np.ndarray
     thresholds: dict
-    gates: Gates
+    gates: VerdictRules
     num_threads: int | None = None
     meter: StageMeter = field(default_factory=StageMeter)
+    dither_probs: np.ndarray | None = None
 
     def check(self, format_name: str, path: Path) -> "Verification":
         from .verify import verify_artifact
 
         with self.meter.stage(f"{format_name}: verify ({len(self.images)} images)"):
             return verify_artifact(format_name, path, self.images, self.ref_probs, self.thresholds,
-                                   self.gates, self.num_threads)
+                                   self.gates, self.num_threads, self.dither_probs)
 
 
 def load_keras_model(run_dir: Path, size: int):
@@ -168,15 +173,12 @@ def verify_row(row: ExportRow, path: Path, verifier: Verifier) -> ExportRow:
                    verify_seconds=time.perf_counter() - start)
 
 
-def export_int8_with_fallback(name: str, ctx: ExportContext, run_dir: Path, bundle: dict, verifier: Verifier,
-                              opts: ExportOptions) -> ExportRow:
-    """An int8 format; when it fails its gate, keep the shortest float prefix the selection images accept."""
-    first = export_one(name, ctx, run_dir, bundle, verifier)
-    if first.status != GATE_FAILED or not opts.int8_fallback:
-        return first
-    from .int8_mixed import choose_float_prefix
+def export_mixed(name: str, ctx: ExportContext, run_dir: Path, bundle: dict, verifier: Verifier,
+                 opts: ExportOptions) -> ExportRow:
+    """An opt-in *-int8-mixed row: the shortest float prefix the selection images accept, then the verdict."""
+    from .int8_mixed import SearchTarget, choose_float_prefix
 
-    log.warning("%s failed its gate (%s); searching for the layers to keep in float", name, first.error)
+    fmt = FORMATS[name]
     start = time.perf_counter()
     try:
         mixed = ctx.mixed_int8(name)
@@ -184,20 +186,19 @@ def export_int8_with_fallback(name: str, ctx: ExportContext, run_dir: Path, bund
         reference = ctx.selection_reference()
         with verifier.meter.stage(f"{name}: float-prefix search ({len(selection)} images)"):
             choice = choose_float_prefix(mixed.names, mixed.quantize, mixed.suffix, selection.pixels,
-                                         selection.labels, reference, bundle["thresholds"], opts.gates.int8,
+                                         selection.labels, reference, bundle["thresholds"], SearchTarget(),
                                          embedded_bundle(bundle), opts.num_threads)
     except Exception as exc:
         log.debug("mixed-precision search failed", exc_info=True)
-        return replace(first, error=f"{first.error}; mixed-precision search failed: {error_line(exc)}")
-    facts = {"full_int8_attempt": {"error": first.error, "gate": first.gate},
-             **choice.facts(len(selection), time.perf_counter() - start)}
+        return ExportRow(name, fmt.filename, EXPORT_FAILED, time.perf_counter() - start,
+                         error=f"float-prefix search failed: {error_line(exc)}")
+    facts = choice.facts(len(selection), time.perf_counter() - start)
     if choice.prefix is None:
-        return replace(first, facts={**first.facts, **facts},
-                       error=f"{first.error}; no float prefix met the gate on the selection images")
-    retry = export_one(name, replace(ctx, **{mixed.context_field: choice.prefix.ops}), run_dir, bundle, verifier)
-    return replace(retry, facts={**retry.facts, **facts},
-                   seconds=first.seconds + time.perf_counter() - start - retry.verify_seconds,
-                   verify_seconds=first.verify_seconds + retry.verify_seconds)
+        return ExportRow(name, fmt.filename, GATE_FAILED, time.perf_counter() - start, facts=facts,
+                         error="no float prefix met the search target on the selection images")
+    row = export_one(name, replace(ctx, **{mixed.context_field: choice.prefix.ops}), run_dir, bundle, verifier)
+    return replace(row, facts={**row.facts, **facts},
+                   seconds=time.perf_counter() - start - row.verify_seconds)
 
 
 def quarantine(row: ExportRow, run_dir: Path) -> ExportRow:
@@ -229,7 +230,11 @@ def load_inputs(opts: ExportOptions, bundle: dict, model,
         images = verification_set(verify_dir, contract, opts.verify_splits)
     with meter.stage(f"keras reference ({len(images)} images)"):
         reference = keras_probs(model, images.pixels)
-    verifier = Verifier(images, reference, bundle["thresholds"], opts.gates, opts.num_threads, meter)
+    dither = None
+    if opts.gates.noise_floor and any(not is_exact_format(name) for name in opts.formats):
+        with meter.stage(f"keras reference on the {NOISE_PROBE} copies (the noise floor)"):
+            dither = keras_probs(model, apply_shift(NOISE_PROBE, images.pixels, seed=0), f"keras reference ({NOISE_PROBE})")
+    verifier = Verifier(images, reference, bundle["thresholds"], opts.gates, opts.num_threads, meter, dither)
 
     def calib_dir() -> Path:
         return resolve_data_dir(opts.calib_data, bundle, opts.run_dir, "calib")
@@ -249,17 +254,18 @@ def load_inputs(opts: ExportOptions, bundle: dict, model,
     return verifier, load_calibration, load_selection, load_tuning
 
 
-def copy_android_assets(run_dir: Path, dest: str) -> list[str]:
-    """Copy model_int8.tflite and bundle.json into an Android assets folder (atomically)."""
+def copy_android_assets(run_dir: Path, rows: list[ExportRow], dest: str) -> list[str]:
+    """Copy the artifact to deploy (under its own file name) and bundle.json into an Android assets folder."""
     from ..edge_runtime import atomic
 
+    choice = deploy_choice(rows)
+    if choice is None:
+        raise FractureEdgeError(f"{run_dir}: no TFLite artifact passed its verdict ({', '.join(DEPLOY_PREFERENCE)}); "
+                                f"nothing to copy into {dest}")
     copied = []
-    for name in (FORMATS["tflite-int8"].filename, "bundle.json"):
-        source = run_dir / name
-        if not source.is_file():
-            raise FractureEdgeError(f"{source}: not available to copy into {dest} (did tflite-int8 pass?)")
+    for name in (choice.file, "bundle.json"):
         with atomic.atomic_path(Path(dest) / name) as tmp:
-            shutil.copyfile(source, tmp)
+            shutil.copyfile(run_dir / name, tmp)
         copied.append(str(Path(dest) / name))
     return copied
 
@@ -268,7 +274,7 @@ def export_format(i: int, name: str, ctx: ExportContext, bundle: dict, verifier:
                   opts: ExportOptions) -> ExportRow:
     """Step i of the loop, logged: one format exported, verified and quarantined if it failed."""
     log.info("[%d/%d] %s: exporting", i, len(opts.formats), name)
-    row = export_int8_with_fallback(name, ctx, opts.run_dir, bundle, verifier, opts) if name.endswith("-int8") \
+    row = export_mixed(name, ctx, opts.run_dir, bundle, verifier, opts) if name.endswith(MIXED_SUFFIX) \
         else export_one(name, ctx, opts.run_dir, bundle, verifier)
     now = rss_mb()
     row = replace(row, rss_mb=None if now is None else round(now, 1), peak_rss_mb=round(peak_rss_mb(), 1))
@@ -311,9 +317,12 @@ def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
     context["heatmaps"] = heatmaps
     context["keras_uncertainty"] = artifact_uncertainty(verifier.images.labels, verifier.ref_probs, bundle["thresholds"])
     context["memory"] = meter.to_dict()
+    choice = deploy_choice(rows)
+    context["deploy"] = {"format": choice.format, "file": choice.file, "order": list(DEPLOY_PREFERENCE)} \
+        if choice else None
     if opts.android_assets:
         try:
-            context["android_assets"] = {"copied": copy_android_assets(opts.run_dir, opts.android_assets)}
+            context["android_assets"] = {"copied": copy_android_assets(opts.run_dir, rows, opts.android_assets)}
         except (FractureEdgeError, OSError) as exc:
             context["android_assets"] = {"error": error_line(exc)}
     return rows, context

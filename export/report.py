@@ -31,7 +31,7 @@ def table_cells(row) -> list[str]:
     size = None if row.bytes is None else row.bytes / 1e6
     f1 = f"{_num(balanced.get('f1_ref'), '.4f')}→{_num(balanced.get('f1'), '.4f')}" if balanced else "–"
     auc = f"{_num(gate.get('auc_ref'), '.4f')}→{_num(gate.get('auc'), '.4f')}" if gate else "–"
-    verdict = "pass" if row.ok else f"FAIL: {row.error}"
+    verdict = "pass" if row.ok else f"{'rejected' if row.status == 'gate failed' else 'FAIL'}: {row.error}"
     return [row.format, row.status, _num(size, ".2f"), _num(row.seconds, ".0f"), _num(row.verify_seconds, ".0f"),
             _num(row.peak_rss_mb, ".0f"), (row.sha256 or "–")[:12], (row.compat or {}).get("verdict", "–"), f1, auc,
             _num(balanced.get("sensitivity"), ".3f"), _num(balanced.get("specificity"), ".3f"),
@@ -43,19 +43,20 @@ def markdown(rows: list, context: dict) -> str:
     verification = context.get("verification") or {}
     lines = [f"# Export report: {context['run']}", "",
              f"{context['date']} · {context['seconds_total']:.0f} s total · "
-             f"{'all formats passed' if all(r.ok for r in rows) else 'FAILED: ' + ', '.join(r.format for r in rows if not r.ok)}",
+             f"{'all formats passed' if all(r.ok for r in rows) else 'not passed: ' + ', '.join(r.format for r in rows if not r.ok)}",
              "", f"Verified on {verification.get('images')} images ({verification.get('fractured')} fractured) "
              f"from {verification.get('source')} through {verification.get('runtime')}; "
              "F1/sensitivity/specificity/agreement at the bundle's balanced threshold.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
     lines += [line for note in mixed_int8_notes(rows) for line in ("", f"**Note:** {note}")]
+    lines += deploy_lines(context.get("deploy"))
+    lines += verdict_lines(rows, context["gates"])
     lines += uncertainty_lines(rows, context.get("keras_uncertainty"))
     lines += report_lines(rows, context.get("heatmaps"))
     lines += ["", "## Details", ""] + [line for r in rows for line in detail_lines(r)]
     lines += memory_lines(context.get("memory"))
-    lines += ["", "Gates: " + "; ".join(f"{p}: " + ", ".join(f"{k} {v}" for k, v in lim.items() if v is not None)
-                                        for p, lim in context["gates"].items())]
+    lines += ["", "Verdict rules: " + ", ".join(f"{k} {v}" for k, v in context["gates"].items())]
     calibration = context.get("calibration")
     if calibration:
         lines.append(f"Calibration: {calibration['calibration_images']} images "
@@ -63,6 +64,49 @@ def markdown(rows: list, context: dict) -> str:
     if context.get("android_assets"):
         lines.append(f"Android assets: {context['android_assets']}")
     return "\n".join(lines) + "\n"
+
+
+def deploy_lines(deploy: dict | None) -> list[str]:
+    if not deploy:
+        return ["", "**Deploy:** no TFLite artifact passed its verdict."]
+    return ["", f"**Deploy:** `{deploy['file']}` ({deploy['format']}), the first that passed of "
+                f"{', '.join(deploy['order'])}."]
+
+
+NI_COLUMNS = ("auc", "balanced sensitivity", "balanced specificity", "screening sensitivity", "screening specificity")
+
+
+def verdict_lines(rows: list, rules: dict) -> list[str]:
+    """The fidelity verdict of every compressed artifact: each non-inferiority interval and the noise floor."""
+    judged = [r for r in rows if r.gate and r.gate.get("non_inferiority")]
+    lines = ["", "## Fidelity verdict (docs/fidelity-verdict.md)", "",
+             f"Compressed artifacts: the paired bootstrap 95 % CI ({rules.get('resamples')} stratified resamples, "
+             f"seed {rules.get('seed')}) of artifact − Keras must lie above −margin (AUC {rules.get('margin_auc')}, "
+             f"sensitivity {rules.get('margin_sensitivity')}, specificity {rules.get('margin_specificity')}, at "
+             f"both thresholds), each class needs >= {rules.get('min_class_images')} images, and the decisions "
+             "flipped at each threshold must be no more than the Keras model flips under a ±1 grey-level dither "
+             "of the same images" + ("" if rules.get("noise_floor") else " (noise floor switched off)")
+             + ". fp32 artifacts must be exact (max |Δp| <= " f"{rules.get('fp32_max_abs_dprob')})."]
+    if not judged:
+        return lines
+    lines += ["", "| format | verdict | " + " | ".join(f"Δ {c} (95 % CI)" for c in NI_COLUMNS)
+              + " | flips / dither flips, balanced | screening |", "|---|---|" + "---|" * (len(NI_COLUMNS) + 2)]
+    for row in judged:
+        tests, floor = row.gate["non_inferiority"], row.gate.get("noise_floor") or {}
+        cells = [row.format, "pass" if row.ok else "rejected"]
+        cells += [f"{'' if t['passed'] else '**'}{t['value']:+.4f} ({t['ci_low']:+.4f} to {t['ci_high']:+.4f})"
+                  f"{'' if t['passed'] else '**'}" if (t := tests.get(c)) else "–" for c in NI_COLUMNS]
+        cells += [floor_cell(floor.get(name)) for name in ("balanced", "screening")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def floor_cell(entry: dict | None) -> str:
+    if not entry:
+        return "not measured"
+    ratio = "–" if entry["ratio"] is None else f"{entry['ratio']:.2f}x"
+    text = f"{entry['flips']} / {entry['dither_flips']} ({ratio})"
+    return text if entry["passed"] else f"**{text}**"
 
 
 def uncertainty_lines(rows: list, keras: dict | None) -> list[str]:
@@ -103,9 +147,6 @@ def memory_lines(memory: dict | None) -> list[str]:
 
 def detail_lines(row) -> list[str]:
     out = [f"- **{row.format}** ({row.file}): {(row.compat or {}).get('reason', 'not checked')}"]
-    first = row.facts.get("full_int8_attempt")
-    if first:
-        out.append(f"  - full integer first: {first['error']}")
     kept = row.facts.get("kept_float")
     if kept:
         out.append(f"  - kept in float: {kept_float_line(kept)}")
@@ -114,6 +155,9 @@ def detail_lines(row) -> list[str]:
     census = row.facts.get("int8_ops")
     if census:
         out.append(f"  - {census_line(census)}")
+    weights = row.facts.get("int8_weights")
+    if weights:
+        out.append(f"  - {dynamic_line(weights)}")
     quant = row.facts.get("quantization")
     if isinstance(quant, dict) and "input" in quant:
         q_in, q_out = quant["input"], quant["output"]
@@ -142,6 +186,14 @@ def census_line(census: dict) -> str:
     return f"float ops before the classifier: {body}; classifier: {head}"
 
 
+def dynamic_line(census: dict) -> str:
+    """'int8 weights in 121 of 121 convolution/dense ops (6.9 of 7.0 MB of weights); activations float32 ...'."""
+    total = census["int8_weight_bytes"] + census["float_weight_bytes"]
+    share = census["int8_weight_bytes"] / total if total else 0.0
+    return (f"int8 weights in {census['int8_weight_ops']} of {census['weighted_ops']} convolution/dense ops "
+            f"({share:.1%} of the weight bytes); activations {census['activations']}")
+
+
 def method_line(facts: dict) -> str:
     """How the int8 weights were prepared and what it cost."""
     parts = [facts["method"]]
@@ -155,10 +207,12 @@ def method_line(facts: dict) -> str:
 
 
 def kept_float_line(kept: dict) -> str:
-    """'the first 104 of 313 ops, through pool3_pool (rule ...)' or why nothing was kept."""
+    """'the first 104 of 313 ops (33.2 % float), through pool3_pool (rule ...)' or why nothing was kept."""
     if not kept.get("through"):
-        return f"no float prefix met the gate ({kept.get('rule', '')})"
-    return f"the first {kept['ops']} of {kept['of_ops']} ops, through {kept['through']} ({kept['rule']})"
+        return f"no float prefix met the search target ({kept.get('rule', '')})"
+    share = kept.get("share_float", kept["ops"] / kept["of_ops"] if kept.get("of_ops") else 0.0)
+    return (f"the first {kept['ops']} of {kept['of_ops']} ops ({share:.1%} float), through {kept['through']} "
+            f"({kept['rule']})")
 
 
 def mixed_int8_notes(rows: list) -> list[str]:

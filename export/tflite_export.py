@@ -39,7 +39,13 @@ def representative_dataset(pixels: np.ndarray) -> Callable[[], Iterator[list[np.
 
 
 def make_converter(source, precision: str, calib_pixels: np.ndarray | None = None):
-    """A configured TFLiteConverter for 'fp32' | 'fp16' | 'int8' from a Keras model or a SavedModel folder."""
+    """A configured TFLiteConverter for 'fp32' | 'fp16' | 'int8-dynamic' | 'int8' from a Keras model or a
+    SavedModel folder.
+
+    int8-dynamic is dynamic-range quantization: no representative dataset, so the converter stores the
+    weights of every convolution and dense layer as per-channel int8 and keeps activations, input and output
+    float32; XNNPACK quantizes each layer's input per image at run time (../shared/notes/int8-dynamic.md).
+    """
     import tensorflow as tf
 
     if isinstance(source, (str, os.PathLike)):
@@ -52,8 +58,10 @@ def make_converter(source, precision: str, calib_pixels: np.ndarray | None = Non
     if precision == "fp16":
         converter.target_spec.supported_types = [tf.float16]
         return converter
+    if precision == "int8-dynamic":
+        return converter
     if precision != "int8":
-        raise ValueError(f"unknown TFLite precision {precision!r}; valid: fp32, fp16, int8")
+        raise ValueError(f"unknown TFLite precision {precision!r}; valid: fp32, fp16, int8-dynamic, int8")
     if calib_pixels is None or len(calib_pixels) == 0:
         raise ValueError("int8 quantization needs calibration images")
     converter.representative_dataset = representative_dataset(calib_pixels)

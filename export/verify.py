@@ -20,7 +20,7 @@ from ..edge_runtime.confidence import artifact_uncertainty
 from ..edge_runtime.progress import progress
 from .calibration import ImageSet
 from .footprint import release_memory
-from .gates import GateResult, Gates, check_gates
+from .gates import GateResult, VerdictRules, check_gates
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +70,18 @@ def runtime_probs(path: str | os.PathLike, pixels: np.ndarray, num_threads: int 
 
 @dataclass(frozen=True)
 class Verification:
-    """The gate's verdict on one artifact, and the uncertainty of its metrics (reported, never gated)."""
+    """The fidelity verdict on one artifact, and the uncertainty of its metrics (reported beside it)."""
     gate: GateResult
     uncertainty: dict | None   # confidence.artifact_uncertainty: 95 % CIs and the paired AUC test vs Keras
 
 
 def verify_artifact(format_name: str, path, images: ImageSet, ref_probs: np.ndarray, thresholds: dict,
-                    gates: Gates, num_threads: int | None = None) -> Verification:
-    """Run the verification images through the artifact, apply the format's gate, and measure the 95 % CIs
+                    rules: VerdictRules, num_threads: int | None = None,
+                    dither_probs: np.ndarray | None = None) -> Verification:
+    """Run the verification images through the artifact, give the fidelity verdict, and measure the 95 % CIs
     of its metrics and of its AUC difference from Keras on the same images."""
     probs = runtime_probs(path, images.pixels, num_threads)
-    gate = check_gates(format_name, ref_probs, probs, images.labels, thresholds, gates)
+    gate = check_gates(format_name, ref_probs, probs, images.labels, thresholds, rules, dither_probs)
     if not np.all(np.isfinite(probs)):   # a broken model: the gate says why, there is nothing to bootstrap
         return Verification(gate, None)
     return Verification(gate, artifact_uncertainty(images.labels, probs, thresholds, reference_probs=ref_probs))

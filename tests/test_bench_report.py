@@ -198,7 +198,7 @@ def test_plan_adds_tflite_runtime_rows_and_skips_keras_without_tensorflow(tmp_pa
     assert [j.threads for j in jobs if j.accuracy] == [2, 2, 2]          # one accuracy pass per row name
     assert {s.label: s.status for s in skipped} == {
         "keras (eager)": "skipped", "keras (predict)": "skipped", "keras (tf.function)": "skipped",
-        "tflite-fp16": "missing", "tflite-int8": "missing", "onnx-fp32": "missing"}
+        "tflite-fp16": "missing", "tflite-int8-dynamic": "missing", "tflite-int8": "missing", "onnx-fp32": "missing"}
 
 
 def test_plan_has_three_keras_paths_with_tensorflow(tmp_path):

@@ -49,6 +49,7 @@ def train_tiny_run(run_dir: Path, data_dir: Path) -> None:
 def exported(tmp_path_factory):
     """(run folder, rows, context, options) after exporting every format once."""
     pytest.importorskip("tensorflow")
+    from fracture_edge.export.gates import VerdictRules
     from fracture_edge.export.pipeline import ExportOptions, run_export
     from fracture_edge.export.report import write_reports
     from fracture_edge.train.synthetic import SyntheticSpec, write_synthetic_dataset
@@ -58,7 +59,9 @@ def exported(tmp_path_factory):
     run = root / "run"
     run.mkdir()
     train_tiny_run(run, data)
-    opts = ExportOptions(run_dir=run, calib_images=16, int8_fallback=False, android_assets=str(root / "assets"))
+    # margins of 0.3 need 10 images per class: the 48 verification images can then pass (the defaults need 100)
+    opts = ExportOptions(run_dir=run, calib_images=16, android_assets=str(root / "assets"),
+                         gates=VerdictRules(margin_sensitivity=0.3, margin_specificity=0.3))
     rows, context = run_export(opts)
     write_reports(run, rows, context)
     return run, rows, context, opts
@@ -72,10 +75,10 @@ def copy_run(run: Path, dest: Path) -> Path:
 
 
 def test_every_format_has_a_row_with_its_file(exported):
-    from fracture_edge.edge_runtime.formats import EXPORT_FORMATS, FORMATS
+    from fracture_edge.edge_runtime.formats import DEFAULT_EXPORT_FORMATS, FORMATS
 
     run, rows, _, _ = exported
-    assert [r.format for r in rows] == list(EXPORT_FORMATS)
+    assert [r.format for r in rows] == list(DEFAULT_EXPORT_FORMATS)
     for row in rows:
         assert row.status in ("ok", "gate failed"), f"{row.format}: {row.error}"
         assert row.file.endswith(FORMATS[row.format].filename)
@@ -143,9 +146,10 @@ def test_report_json_schema(exported):
     assert report["ok"] == all(r.ok for r in rows) and len(report["rows"]) == len(rows)
     for row in report["rows"]:
         assert {"format", "status", "seconds", "bytes", "sha256", "error", "compat", "gate"} <= set(row)
-    assert {"fp32", "fp16", "int8"} == set(report["gates"])
+    assert report["gates"]["margin_auc"] == 0.01 and report["gates"]["min_class_images"] == 10
     md = (run / "export_report.md").read_text()
     assert all(f"| {r.format} |" in md for r in rows)
+    assert "## Fidelity verdict" in md and "**Deploy:**" in md
 
 
 def test_report_carries_the_intervals_and_the_paired_auc_test_against_keras(exported, verifier):
@@ -171,12 +175,27 @@ def test_report_carries_the_intervals_and_the_paired_auc_test_against_keras(expo
         assert paired["value"] == pytest.approx(row["gate"]["d_auc"])        # the gate's own ΔAUC, now with a CI
 
 
-def test_android_assets_copied_when_int8_passed(exported):
+def test_android_assets_are_the_artifact_to_deploy(exported):
+    from fracture_edge.edge_runtime.formats import DEPLOY_PREFERENCE
+
     run, rows, context, opts = exported
-    int8 = next(r for r in rows if r.format == "tflite-int8")
-    copied = Path(opts.android_assets) / "model_int8.tflite"
-    assert copied.is_file() == int8.ok
-    assert ("error" in context["android_assets"]) == (not int8.ok)
+    passed = [name for name in DEPLOY_PREFERENCE if any(r.format == name and r.ok for r in rows)]
+    assert passed and context["deploy"]["format"] == passed[0]      # tflite-fp32 passes at least
+    copied = Path(opts.android_assets) / context["deploy"]["file"]
+    assert copied.read_bytes() == (run / context["deploy"]["file"]).read_bytes()
+    assert (Path(opts.android_assets) / "bundle.json").is_file() and "error" not in context["android_assets"]
+
+
+def test_dynamic_range_int8_has_int8_weights_float_activations_and_its_verdict(exported):
+    rows = {r.format: r for r in exported[1]}
+    row = rows["tflite-int8-dynamic"]
+    assert row.status in ("ok", "gate failed") and row.gate["rule"].startswith("non-inferior")
+    q = row.facts["quantization"]
+    assert q["input"]["dtype"] == "float32" and q["output"]["dtype"] == "float32"
+    weights = row.facts["int8_weights"]
+    assert weights["int8_weight_ops"] >= weights["weighted_ops"] - 2 > 100   # DenseNet121's convolutions
+    assert row.bytes < 0.4 * rows["tflite-fp32"].bytes
+    assert row.gate["noise_floor"]["balanced"]["dither_flips"] >= 0 and set(row.gate["non_inferiority"]) >= {"auc"}
 
 
 @pytest.fixture(scope="module")
@@ -239,23 +258,33 @@ def test_failed_formats_keep_their_rows_and_exit_non_zero(exported, tmp_path, mo
 
 
 def export_int8_report(run: Path, fmt: str, *extra: str) -> tuple[int, dict]:
-    """Export one int8 format under an int8 gate no artifact can meet; (exit code, its report row)."""
+    """Export one format named with --formats; (exit code, its report row)."""
     from fracture_edge.edge_runtime.cli import main
 
-    code = main(["export", str(run), "--formats", fmt, "--calib-images", "16", "--gate-int8-min-agreement", "1.5",
-                 *extra])
+    code = main(["export", str(run), "--formats", fmt, "--calib-images", "16", *extra])
     return code, json.loads((run / "export_report.json").read_text())["rows"][0]
 
 
-@pytest.mark.parametrize("fmt", ["tflite-int8", "onnx-int8"])
-def test_int8_fallback_gives_up_when_even_the_longest_float_prefix_fails(exported, tmp_path, fmt):
+@pytest.mark.parametrize("fmt", ["tflite-int8-mixed", "onnx-int8-mixed"])
+def test_mixed_int8_gives_up_when_even_the_longest_float_prefix_fails(exported, tmp_path, monkeypatch, fmt):
+    from fracture_edge.export import int8_mixed
+
+    target = int8_mixed.SearchTarget
+    monkeypatch.setattr(int8_mixed, "SearchTarget", lambda: target(min_agreement=1.5))   # no prefix can meet it
     code, row = export_int8_report(copy_run(exported[0], tmp_path / "run"), fmt, "--selection-images", "12")
     assert code == 1 and row["status"] == "gate failed"
-    assert "no float prefix met the gate on the selection images" in row["error"]
+    assert "no float prefix met the search target on the selection images" in row["error"]
     search = row["facts"]["float_prefix_search"]
     assert search["images"] == 12 and len(search["trials"]) == 1 and not search["trials"][0]["passed"]
     assert row["facts"]["kept_float"]["through"] is None
-    assert "agreement" in row["facts"]["full_int8_attempt"]["error"]
+
+
+@pytest.mark.parametrize("fmt", ["tflite-int8", "onnx-int8"])
+def test_plain_int8_never_keeps_layers_in_float(exported, fmt):
+    """No int8 in name only: the float-prefix search runs only for the opt-in *-int8-mixed rows."""
+    row = next(r for r in exported[1] if r.format == fmt)
+    assert "kept_float" not in row.facts and "float_prefix_search" not in row.facts
+    assert row.facts["int8_ops"]["integer_but_classifier"]
 
 
 def first_and_last_conv_inputs_float(path: Path) -> tuple[bool, bool]:
@@ -275,8 +304,8 @@ def first_and_last_conv_inputs_float(path: Path) -> tuple[bool, bool]:
     return tuple(tensors[c["inputs"][0]]["dtype"] == np.float32 for c in (convs[0], convs[-1]))
 
 
-@pytest.mark.parametrize("fmt", ["tflite-int8", "onnx-int8"])
-def test_int8_fallback_quantizes_with_the_chosen_prefix_in_float(exported, tmp_path, monkeypatch, fmt):
+@pytest.mark.parametrize("fmt", ["tflite-int8-mixed", "onnx-int8-mixed"])
+def test_mixed_int8_quantizes_with_the_chosen_prefix_in_float(exported, tmp_path, monkeypatch, fmt):
     from fracture_edge.edge_runtime.formats import FORMATS
     from fracture_edge.export import int8_mixed
 
@@ -285,9 +314,12 @@ def test_int8_fallback_quantizes_with_the_chosen_prefix_in_float(exported, tmp_p
 
     monkeypatch.setattr(int8_mixed, "choose_float_prefix", choose_stem)
     run = copy_run(exported[0], tmp_path / "run")
-    code, row = export_int8_report(run, fmt)
-    assert code == 1 and row["facts"]["kept_float"]["through"] == "pool1"
-    assert first_and_last_conv_inputs_float(run / "rejected" / FORMATS[fmt].filename) == (True, False)
+    code, row = export_int8_report(run, fmt)     # 48 images cannot resolve the default margins: rejected, exit 1
+    kept = row["facts"]["kept_float"]
+    assert code == 1 and kept["through"] == "pool1" and 0 < kept["share_float"] < 0.1
+    assert row["file"] == f"rejected/{FORMATS[fmt].filename}" and "_mixed." in row["file"]
+    assert first_and_last_conv_inputs_float(run / row["file"]) == (True, False)
+    assert "% float), through pool1" in (run / "export_report.md").read_text()
 
 
 def test_int8_aware_tuning_is_reported_with_its_cost(exported, tmp_path):
@@ -295,7 +327,7 @@ def test_int8_aware_tuning_is_reported_with_its_cost(exported, tmp_path):
 
     run = copy_run(exported[0], tmp_path / "run")
     code = main(["export", str(run), "--formats", "tflite-int8", "--calib-images", "16", "--qat-images", "24",
-                 "--selection-images", "8", "--no-int8-fallback", "--gate-int8-min-agreement", "0"])
+                 "--selection-images", "8", "--margin-auc", "1", "--margin-sensitivity", "1", "--margin-specificity", "1", "--no-noise-floor"])
     row = json.loads((run / "export_report.json").read_text())["rows"][0]
     facts = row["facts"]
     assert code == (0 if row["status"] == "ok" else 1) and row["status"] in ("ok", "gate failed")
@@ -327,7 +359,9 @@ def test_real_radiographs_calibrate_and_verify_every_format(exported, tmp_path):
         assert rows[fmt]["status"] == "ok" and rows[fmt]["gate"]["max_abs_dprob"] <= 1e-4, rows[fmt]["error"]
     for row in rows.values():     # every row was measured on the real images, whatever its verdict
         assert row["status"] in ("ok", "gate failed") and row["gate"]["n"] == expected, row["error"]
-    assert code == (0 if report["ok"] else 1)
+        assert row["format"].endswith("fp32") or row["gate"]["noise_floor"] is not None   # the dither was run
+    compressed_passed = any(r["status"] == "ok" for r in rows.values() if not r["format"].endswith("fp32"))
+    assert code == (0 if compressed_passed else 1)   # a rejected artifact nobody named is a reported result
 
 
 @pytest.mark.parametrize("argv, message", [

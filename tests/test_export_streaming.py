@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "models"
-SOURCES = {"tflite-fp32": "model_fp32.tflite", "tflite-fp16": "model_fp32.tflite", "tflite-int8": "model_int8.tflite",
+SOURCES = {"tflite-fp32": "model_fp32.tflite", "tflite-fp16": "model_fp32.tflite",
+           "tflite-int8-dynamic": "model_fp32.tflite", "tflite-int8": "model_int8.tflite",
            "onnx-fp32": "model_fp32.onnx", "onnx-int8": "model_fp32.onnx"}
 KERAS_CHUNK, RUNTIME_CHUNK = 4, 3
 
@@ -95,19 +96,19 @@ def test_verification_images_are_decoded_once_and_streamed_to_every_format(patch
     from fracture_edge.export.report import write_reports
 
     run, calls = patched
-    rows, context = run_export(ExportOptions(run_dir=run, calib_images=4, int8_fallback=False, num_threads=1))
+    rows, context = run_export(ExportOptions(run_dir=run, calib_images=4, num_threads=1))
     write_reports(run, rows, context)
     n = context["verification"]["images"]
-    assert n == 13 and len(rows) == 5 and all(r.status in ("ok", "gate failed") for r in rows)
+    assert n == 13 and len(rows) == 6 and all(r.status in ("ok", "gate failed") for r in rows)
 
     verified = [p for p in calls.decoded if "/train/" not in p]
     calibration = [p for p in calls.decoded if "/train/" in p]
     assert len(verified) == n and len(calibration) == 4       # 4 calibration images, shared by both int8 formats
     assert set(calls.decoded.values()) == {1}                 # nothing decoded twice in the whole export
 
-    assert sum(k for k, _ in calls.keras_batches) == n
+    assert sum(k for k, _ in calls.keras_batches) == 2 * n        # the images, then their dither-1 copies
     assert max(k for k, _ in calls.keras_batches) == KERAS_CHUNK and {d for _, d in calls.keras_batches} == {"float32"}
-    assert len(calls.runtime_batches) == 5
+    assert len(calls.runtime_batches) == 6
     for batches in calls.runtime_batches.values():            # each format: every image once, a few at a time, uint8
         assert sum(k for k, _ in batches) == n
         assert max(k for k, _ in batches) == RUNTIME_CHUNK and {d for _, d in batches} == {"uint8"}
@@ -118,8 +119,7 @@ def test_report_records_time_and_memory_per_stage_and_format(patched):
     from fracture_edge.export.report import write_reports
 
     run, _ = patched
-    rows, context = run_export(ExportOptions(run_dir=run, formats=("tflite-fp32", "tflite-int8"), calib_images=4,
-                                             int8_fallback=False, num_threads=1))
+    rows, context = run_export(ExportOptions(run_dir=run, formats=("tflite-fp32", "tflite-int8"), calib_images=4, num_threads=1))
     write_reports(run, rows, context)
     report = json.loads((run / "export_report.json").read_text())
     stages = {s["name"]: s for s in report["memory"]["stages"]}

@@ -73,16 +73,16 @@ def exported(tmp_path_factory):
     run = root / "run"
     run.mkdir()
     tiny_run(run, data)
-    rows, context = run_export(ExportOptions(run_dir=run, calib_images=8, int8_fallback=False, num_threads=1))
+    rows, context = run_export(ExportOptions(run_dir=run, calib_images=8, num_threads=1))
     write_reports(run, rows, context)
     return run, rows, context, data, boxed
 
 
 def test_every_format_exported_with_a_row(exported):
-    from fracture_edge.edge_runtime.formats import EXPORT_FORMATS
+    from fracture_edge.edge_runtime.formats import DEFAULT_EXPORT_FORMATS
 
     run, rows, _, _, _ = exported
-    assert [r.format for r in rows] == list(EXPORT_FORMATS)
+    assert [r.format for r in rows] == list(DEFAULT_EXPORT_FORMATS)
     for row in rows:
         assert row.status in ("ok", "gate failed"), f"{row.format}: {row.error}"
         assert (run / row.file).is_file()
@@ -138,7 +138,7 @@ def test_report_has_correlations_and_pointing_game_for_every_artifact(exported):
 def old_path_artifacts(run: Path, data: Path, out: Path) -> dict[str, Path]:
     """The same model and calibration exported as before issue 14: no extra output (no heatmap, no features)."""
     from fracture_edge.edge_runtime.bundle import input_contract, load_bundle
-    from fracture_edge.edge_runtime.formats import EXPORT_FORMATS, FORMATS
+    from fracture_edge.edge_runtime.formats import DEFAULT_EXPORT_FORMATS, FORMATS
     from fracture_edge.export.calibration import calibration_set
     from fracture_edge.export.exporters import EXPORTERS, ExportContext
     from fracture_edge.export.pipeline import load_keras_model
@@ -148,7 +148,7 @@ def old_path_artifacts(run: Path, data: Path, out: Path) -> dict[str, Path]:
     ctx = ExportContext(model, contract, lambda: calibration_set(data, contract, 8, 0), extra_outputs=())
     paths = {}
     try:
-        for name in EXPORT_FORMATS:
+        for name in DEFAULT_EXPORT_FORMATS:
             paths[name] = out / FORMATS[name].filename
             EXPORTERS[name](ctx, paths[name])
     finally:

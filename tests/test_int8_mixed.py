@@ -4,14 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fracture_edge.export.gates import GateLimits
-from fracture_edge.export.int8_mixed import SEARCH_SHARE, FloatPrefix, prefixes_of, selection_trial, shortest_passing
+from fracture_edge.export.int8_mixed import SEARCH_SHARE, SearchTarget, FloatPrefix, prefixes_of, selection_trial, shortest_passing
 
 NAMES = ["m/imagenet_normalization_1/mul", "m/conv1_relu_1/Relu;m/conv1_bn_1/add", "m/pool1_1/MaxPool2d",
          "m/conv2_block1_0_relu_1/Relu", "m/conv2_block1_2_conv_1/convolution", "m/conv2_block1_concat_1/concat",
          "m/pool2_conv_1/convolution", "m/pool2_pool_1/AvgPool", "m/fracture_prob_1/MatMul"]
 THRESHOLDS = {"balanced": 0.5, "screening": 0.2, "default": "balanced"}
-LIMITS = GateLimits(max_abs_df1=0.01, max_abs_dauc=0.01, min_agreement=0.96)
+LIMITS = SearchTarget(max_abs_dauc=0.01, min_agreement=0.96)
 
 
 def test_prefixes_end_after_the_stem_each_dense_layer_and_each_transition():
@@ -70,7 +69,7 @@ def test_selection_rejects_an_auc_loss_even_with_full_agreement():
     ref, _, labels = probs_with_flips(0)
     probs = np.select([ref < 0.2, ref < 0.5], [0.1, 0.35], 0.75)   # same decisions, ranking within lost
     trial = selection_trial(FloatPrefix("pool1", tuple(NAMES[:3])), ref, probs, labels, THRESHOLDS,
-                            GateLimits(max_abs_dauc=0.0001, min_agreement=0.0), 1.0)
+                            SearchTarget(max_abs_dauc=0.0001, min_agreement=0.0), 1.0)
     assert all(a == 1.0 for a in trial.agreement.values())
     assert abs(trial.d_auc) > 0.0001 and not trial.passed
 
