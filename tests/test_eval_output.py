@@ -73,3 +73,40 @@ def test_a_run_without_a_recorded_data_source_names_every_result_by_its_data(tmp
     run = Path(shutil.copytree(FIXTURES, tmp_path / "run"))
     result = evaluate(capsys, run, "--data", dataset(tmp_path / "mine", 2))
     assert not result["home_data"] and Path(result["file"]).name.startswith("eval_tflite-fp32_test_on-mine-")
+
+
+# ---- eval --shifts --data OTHER (issue 25, round 3): the same rule for the shift suite --------------------------
+
+SHIFTS = "invert,hflip"
+
+
+def shifts(capsys, run: Path, *extra) -> dict:
+    assert main(["eval", str(run), "--format", "tflite-fp32", "--shifts", SHIFTS, "--json", *map(str, extra)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_shifts_on_another_dataset_never_overwrite_the_home_suite(tmp_path, capsys):
+    run, _ = run_with_home(tmp_path)
+    result = shifts(capsys, run)
+    home_files = [run / f"shifts_tflite-fp32_test.{suffix}" for suffix in ("json", "md", "png")]
+    assert result["home_data"] and result["file"] == str(home_files[0]) and result["n"] == 4
+    before = [p.read_bytes() for p in home_files]
+    other = shifts(capsys, run, "--data", dataset(tmp_path / "site.b", 3))
+    assert other["n"] == 6 and not other["home_data"]
+    written = Path(other["file"])
+    assert written.parent == run and written.name.startswith("shifts_tflite-fp32_test_on-site.b-")
+    assert written.suffix == ".json" and json.loads(written.read_text())["n"] == 6
+    stem = written.name[:-len(".json")]
+    for suffix in ("md", "png"):
+        assert (run / f"{stem}.{suffix}").is_file()
+    assert str(tmp_path / "site.b") in (run / f"{stem}.md").read_text().splitlines()[0]
+    assert [p.read_bytes() for p in home_files] == before             # the home suite is untouched
+    card = (run / "model_card.md").read_text()
+    assert "From `shifts_tflite-fp32_test.json` (tflite-fp32, n = 4)" in card   # the card shows the home one
+
+
+def test_shifts_of_a_run_without_a_home_are_named_by_their_data(tmp_path, capsys):
+    run = Path(shutil.copytree(FIXTURES, tmp_path / "run"))
+    result = shifts(capsys, run, "--data", dataset(tmp_path / "mine", 2))
+    assert not result["home_data"] and Path(result["file"]).name.startswith("shifts_tflite-fp32_test_on-mine-")
+    assert not list(run.glob("shifts_*_test.json"))            # nothing the model card would show as home

@@ -2,7 +2,9 @@
 
 The split is decoded once; each shift is applied to the model inputs (edge_runtime/shifts.py) and
 scored by the requested format, Keras or an exported artifact through the edge runtime. Written to
-RUN/shifts_<format>_<split>.{json,md,png}.
+RUN/shifts_<format>_<split>.{json,md,png} on the run's own data and to
+RUN/shifts_<format>_<split>_on-<name>-<hash>.{json,md,png} on any other (result_names.py), so a suite scored on
+another dataset never replaces the home one that the model card shows.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from ..edge_runtime.progress import progress
 from ..edge_runtime.shift_scores import score_shifts
 from ..edge_runtime.shifts import STABILITY_PROBES, apply_shift, shift_names
 from .evaluate import load_run_split
+from .result_names import is_home, result_name
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +60,30 @@ def evaluate_shifts(run_dir: str, data: str | None, split: str = "test", fmt: st
     clean = score(loaded.pixels)
     shifted = {name: score(apply_shift(name, loaded.pixels, seed))
                for name in progress(names, desc=f"shifts ({fmt})", total=len(names))}
-    result = {"run": str(run), "format": fmt, "data": str(source), "split": split, "n": int(y.size),
+    home = (bundle.get("data") or {}).get("source")
+    stem = run / result_name("shifts", fmt, split, source, home)
+    result = {"run": str(run), "format": fmt, "data": str(source), "home_data": is_home(source, home),
+              "split": split, "n": int(y.size),
               "n_positive": int(y.sum()), "seed": seed, **score_shifts(y, clean, shifted, thresholds, resamples, seed),
               "skipped_unreadable": [list(f) for f in loaded.failures],
-              "seconds": round(time.perf_counter() - started, 1)}
-    stem = run / f"shifts_{fmt}_{split}"
-    atomic.write_json(stem.with_suffix(".json"), result)
-    atomic.write_text(stem.with_suffix(".md"), "\n".join(shift_table_lines(result)) + "\n")
-    plot_shifts(result, stem.with_suffix(".png"))
+              "seconds": round(time.perf_counter() - started, 1), "file": str(_suffixed(stem, ".json"))}
+    atomic.write_json(_suffixed(stem, ".json"), result)
+    atomic.write_text(_suffixed(stem, ".md"), "\n".join(shift_table_lines(result)) + "\n")
+    plot_shifts(result, _suffixed(stem, ".png"))
+    log.info("eval --shifts: %s", result["file"])
     write_model_card(run)
     return result
 
 
+def _suffixed(stem: Path, suffix: str) -> Path:
+    """stem + suffix (not with_suffix: a data tag such as 'site.v2-1a2b3c4d' has a dot of its own)."""
+    return stem.with_name(stem.name + suffix)
+
+
 def shift_table_lines(result: dict) -> list[str]:
     """Markdown: one row per shift, AUC (95 % CI) and the paired change against the clean images."""
-    lines = [f"# Shift suite: {result['format']} on {result['split']} (n={result['n']}, "
+    elsewhere = "" if result.get("home_data", True) else f" of {result['data']}"
+    lines = [f"# Shift suite: {result['format']} on {result['split']}{elsewhere} (n={result['n']}, "
              f"fractured {result['n_positive']}, seed {result['seed']})", "",
              "| shift | AUC (95 % CI) | change vs clean (95 % CI) | p | decisions kept (balanced / screening) |",
              "|---|---|---|---|---|", f"| clean | {format_ci(result['clean'])} | | | |"]
@@ -117,7 +129,8 @@ def plot_shifts(result: dict, path: Path) -> None:
     ax.set_title(f"Shift suite: {result['format']} on {result['split']} (n={result['n']})")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
