@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import atomic
+from .pixels import STRIP_BYTES
 
 DISCLAIMER = "Research software, not a medical device: not for diagnosis."
 # 'jet'-like ramp: dark blue -> blue -> cyan -> yellow -> red (position, R, G, B)
@@ -51,13 +52,24 @@ def peak_cell(heatmap: np.ndarray) -> tuple[int, int]:
     return tuple(int(i) for i in np.unravel_index(int(np.argmax(heatmap)), heatmap.shape))
 
 
+def gray8(gray: np.ndarray) -> np.ndarray:
+    """(H, W) values -> uint8 (clipped to 0..255, rounded), a strip of rows at a time: the working memory is
+    STRIP_BYTES, not two float64 copies of the whole image (16 bytes per pixel, 512 MB at 32 MP)."""
+    gray = np.asarray(gray)
+    out = np.empty(gray.shape, np.uint8)
+    step = max(1, STRIP_BYTES // max(1, gray.shape[1] * 8))
+    for r0 in range(0, gray.shape[0], step):
+        out[r0:r0 + step] = np.clip(np.asarray(gray[r0:r0 + step], np.float64), 0, 255).round()
+    return out
+
+
 def overlay(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:
-    """Decoded grayscale (H, W) 0..255 with the coloured heatmap blended on top, at most MAX_SIDE px."""
-    gray = np.clip(np.asarray(gray, np.float64), 0, 255)
-    height, width = gray.shape
+    """Decoded grayscale (H, W) 0..255 with the coloured heatmap blended on top, at most MAX_SIDE px.
+    Memory: 1 byte per pixel of the decoded image (its 8-bit copy) beyond the image itself."""
+    height, width = np.shape(gray)
     scale = min(1.0, MAX_SIDE / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    base = Image.fromarray(gray.round().astype(np.uint8), mode="L").resize(size, Image.BILINEAR).convert("RGB")
+    base = Image.fromarray(gray8(gray), mode="L").resize(size, Image.BILINEAR).convert("RGB")
     heat = colormap(normalized(upsampled(heatmap, *size)))
     blended = (1 - alpha) * np.asarray(base, np.float64) + alpha * heat
     return Image.fromarray(blended.round().astype(np.uint8), mode="RGB")

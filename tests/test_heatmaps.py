@@ -115,3 +115,49 @@ def test_a_second_extra_output_is_found_by_its_declared_shape(tmp_path):
     bundle["output"]["extra"]["features"] = {"shape": [1024], "meaning": "absent from this model"}
     clf = Classifier(FIXTURES / "model_fp32.onnx", bundle=bundle)
     assert clf.extra_outputs == ("heatmap",)
+
+
+def reference_overlay(gray: np.ndarray, grid: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """The overlay as first written (whole-image float64 clip and round): the strip-wise one must match it."""
+    from fracture_edge.edge_runtime import heatmap
+
+    gray = np.clip(np.asarray(gray, np.float64), 0, 255)
+    scale = min(1.0, heatmap.MAX_SIDE / max(gray.shape))
+    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    base = Image.fromarray(gray.round().astype(np.uint8), mode="L").resize(size, Image.BILINEAR).convert("RGB")
+    heat = heatmap.colormap(heatmap.normalized(heatmap.upsampled(grid, *size)))
+    return ((1 - alpha) * np.asarray(base, np.float64) + alpha * heat).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape, dtype", [((1000, 1200), np.float32), ((3, 5), np.float64), ((2100, 7), np.float32),
+                                          ((40, 3000), np.uint8), ((700, 640), np.float32)])
+def test_the_strip_wise_overlay_is_the_same_picture(shape, dtype):
+    from fracture_edge.edge_runtime.heatmap import overlay
+
+    rng = np.random.default_rng(shape[0])
+    gray = rng.uniform(-20, 280, shape).astype(dtype)
+    gray.flat[:4] = (2.5, 3.5, 254.5, np.float32(100.49999))        # ties and near-ties round as before
+    grid = rng.normal(size=(30, 30))
+    assert np.array_equal(np.asarray(overlay(gray, grid)), reference_overlay(gray, grid))
+
+
+def test_the_overlay_needs_about_one_byte_per_pixel_of_the_image():
+    """It used to make two float64 copies of the whole image (16 bytes per pixel: 512 MB at 32 MP, over the
+    runtime's 300 MB budget); now an 8-bit copy and one strip. Two sizes with the same overlay size (640 x 427):
+    the difference of their peaks is what each pixel of the image costs."""
+    import tracemalloc
+
+    from fracture_edge.edge_runtime.heatmap import overlay
+
+    def peak(shape) -> int:
+        gray = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
+        tracemalloc.start()
+        try:
+            overlay(gray, np.zeros((30, 30)))
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak((1500, 1000)), peak((3000, 2000))
+    per_pixel = (large - small) / (3000 * 2000 - 1500 * 1000)
+    assert per_pixel <= 1.5, per_pixel

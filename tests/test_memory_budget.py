@@ -33,9 +33,9 @@ print("PEAK " + json.dumps({"code": code, "peak_mb": peak}), file=sys.stderr)
 """
 
 
-def predict_peak(path: Path) -> tuple[int, float, list[dict], str]:
-    """(exit code, peak RSS in MB, JSON rows, other stderr lines) of `fracture-edge predict FIXTURES path --json`."""
-    proc = subprocess.run([sys.executable, "-c", CHILD, "-q", "predict", str(FIXTURES), str(path), "--json"],
+def predict_peak(path: Path, model: Path = FIXTURES, *extra: str) -> tuple[int, float, list[dict], str]:
+    """(exit code, peak RSS in MB, JSON rows, other stderr lines) of `fracture-edge predict MODEL path --json`."""
+    proc = subprocess.run([sys.executable, "-c", CHILD, "-q", "predict", str(model), str(path), "--json", *extra],
                           capture_output=True, text=True, timeout=180)
     lines = proc.stderr.strip().splitlines()
     peak = [json.loads(line[5:]) for line in lines if line.startswith("PEAK ")]
@@ -130,6 +130,34 @@ def test_the_largest_accepted_images_stay_within_the_budget(tmp_path, baseline_m
     print(f"{name}: baseline {baseline_mb:.0f} MB, peak {peak:.0f} MB (+{peak - baseline_mb:.0f} MB)")
     assert code == 0 and rows[0]["error"] is None and rows[0]["label"], err
     assert peak - baseline_mb <= BUDGET_MB
+
+
+HEATMAP_FIXTURES = Path(__file__).parent / "fixtures" / "heatmap_models"
+
+
+@pytest.fixture(scope="module")
+def heatmap_baseline_mb(tmp_path_factory) -> float:
+    """Peak RSS of predict --heatmaps on a 64 x 64 image with the heatmap fixture model."""
+    folder = tmp_path_factory.mktemp("heatmap-baseline")
+    Image.fromarray(pattern(64, 64).astype(np.uint8)).save(folder / "small.png")
+    code, peak, rows, err = predict_peak(folder / "small.png", HEATMAP_FIXTURES, "--heatmaps", str(folder / "maps"))
+    assert code == 0 and rows[0]["error"] is None, err
+    return peak
+
+
+@pytest.mark.parametrize("name", list(ACCEPTED))
+def test_predict_heatmaps_on_the_largest_accepted_images_stays_within_the_budget(tmp_path, heatmap_baseline_mb, name):
+    """The overlay is drawn from the decoded image strip by strip into 8 bits, then shrunk: it used to make two
+    float64 copies of the full image (16 bytes per pixel, +500 MB at 32 MP)."""
+    path = ACCEPTED[name](tmp_path / name)
+    maps = tmp_path / "maps"
+    code, peak, rows, err = predict_peak(path, HEATMAP_FIXTURES, "--heatmaps", str(maps))
+    print(f"{name} --heatmaps: baseline {heatmap_baseline_mb:.0f} MB, peak {peak:.0f} MB "
+          f"(+{peak - heatmap_baseline_mb:.0f} MB)")
+    assert code == 0 and rows[0]["error"] is None and rows[0]["label"], err
+    with Image.open(maps / f"{path.stem}.heatmap.png") as picture:
+        assert max(picture.size) <= 640 + 330 and picture.mode == "RGB"
+    assert peak - heatmap_baseline_mb <= BUDGET_MB
 
 
 # The cases the hostile-user probe measured (issue 25, items 6-8), all over a limit now.
