@@ -1,14 +1,31 @@
-"""`fracture-edge bench`: every artifact of a run folder measured side by side on real images."""
+"""`fracture-edge bench`: every artifact of a run folder measured side by side on real images.
+
+--out (RUN/bench/ by default) is an existing folder a bench writes into, so it is locked, not claimed: a bench
+holds an exclusive lock on OUT/.bench.lock from its start to its last file (the kernel drops it when the
+process dies, even by kill -9), and a second bench into the same folder fails at once with one line. The
+outputs (plots, bench.json, bench.md) are written into a hidden folder inside OUT and then moved in together
+(renames need no space), so a full disk or a kill leaves the previous set whole, never new plots beside an
+old bench.json; plots this run did not draw are removed, so the folder holds one bench.
+"""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock (the outputs are still moved in together)
+    fcntl = None
+
+from ..edge_runtime.atomic import FolderClaimError
 from ..edge_runtime.bundle import input_contract, load_bundle
+from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.formats import FORMATS
 from ..edge_runtime.progress import progress
 from ..export.footprint import peak_rss_mb
@@ -31,6 +48,15 @@ def run_bench(options: BenchOptions, command: str = "") -> dict:
     """Measure every requested format; returns the report dict (see report.REPORT_KEYS)."""
     started = time.perf_counter()
     options = options.resolved()
+    lock_out(options.out_dir())                     # at once, before minutes of measuring
+    try:
+        return _bench(options, command, started)
+    except BaseException:
+        unlock_out(options.out_dir())
+        raise
+
+
+def _bench(options: BenchOptions, command: str, started: float) -> dict:
     load_before = _load_average()
     run_dir = Path(options.run).resolve()
     bundle = load_bundle(run_dir)
@@ -72,7 +98,7 @@ def heatmap_summary(run_dir: Path) -> dict | None:
 
     try:
         export = json.loads((run_dir / "export_report.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):       # unreadable, not JSON, nested absurdly deep
         return None
     heatmaps = export.get("heatmaps") if isinstance(export, dict) else None
     if not isinstance(heatmaps, dict) or "keras" not in heatmaps:
@@ -102,13 +128,87 @@ def pick_reference_dict(accuracy: list[dict]) -> dict | None:
 
 
 def write_outputs(report: dict, out_dir: str | Path, with_plots: bool = True) -> list[Path]:
-    """Plots (when matplotlib is installed), then bench.json and bench.md, all written atomically."""
+    """Plots (when matplotlib is installed), bench.json and bench.md, written together into out_dir under its
+    lock (taken here when run_bench did not), then the lock is released; returns the paths in out_dir."""
     out_dir = Path(out_dir)
-    written = plots.write_plots(report, out_dir) if with_plots else []
-    report["plots"] = [p.name for p in written]
-    if with_plots and importlib.util.find_spec("matplotlib") is None:
-        report["notes"].append("Plots skipped: matplotlib not installed (pip install \".[plots]\").")
-    return written + report_mod.write_report(report, out_dir)
+    lock_out(out_dir)
+    try:
+        with _staging(out_dir) as stage:
+            written = plots.write_plots(report, stage) if with_plots else []
+            report["plots"] = [p.name for p in written]
+            if with_plots and importlib.util.find_spec("matplotlib") is None:
+                report["notes"].append("Plots skipped: matplotlib not installed (pip install \".[plots]\").")
+            written += report_mod.write_report(report, stage)
+            for path in written:
+                os.replace(path, out_dir / path.name)
+            for name in sorted(set(plots.PLOT_NAMES) - set(report["plots"])):   # a plot of an earlier bench
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(out_dir / name)
+        return [out_dir / p.name for p in written]
+    finally:
+        unlock_out(out_dir)
+
+
+# ---- one bench at a time per output folder -------------------------------------------------------------------
+
+LOCK_FILE = ".bench.lock"
+STAGING_PREFIX = ".bench-partial-"
+_held: dict[str, int] = {}            # realpath of an output folder -> fd of the lock this process holds on it
+
+
+def lock_out(out_dir: str | Path) -> None:
+    """Hold OUT/.bench.lock (exclusive, non-blocking) for this process; FolderClaimError at once, one line,
+    when another bench holds it. Held already by this process: nothing to do. Leftovers of a killed bench
+    (its hidden staging folder) are removed once the lock is ours."""
+    out = Path(out_dir)
+    key = os.path.realpath(out)
+    if key in _held:
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise FractureEdgeError(f"{out}: cannot lock the output folder ({exc.strerror or exc})") from None
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise FolderClaimError(f"{out}: another fracture-edge bench is writing this folder right now; wait for "
+                                   "it to finish, or choose another --out") from None
+    _held[key] = fd
+    for leftover in out.glob(STAGING_PREFIX + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def unlock_out(out_dir: str | Path) -> None:
+    """Release the lock lock_out took (the lock file stays: removing it would let two benches lock two files)."""
+    fd = _held.pop(os.path.realpath(Path(out_dir)), None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _staging(out: Path):
+    """A hidden folder inside `out` to write into; removed at the end. An OSError names the file in `out`."""
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+    except OSError as exc:
+        raise FractureEdgeError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
+    try:
+        yield stage
+    except OSError as exc:
+        raise _named_in(exc, stage, out) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _named_in(exc: OSError, stage: Path, out: Path) -> OSError:
+    named, prefix = os.fspath(exc.filename) if exc.filename is not None else "", os.fspath(stage)
+    if not (named == prefix or named.startswith(prefix + os.sep)):
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), os.fspath(out) + named[len(prefix):])
 
 
 def _run_record(options: BenchOptions, run_dir: Path, bundle: dict, images: ImageSet, thresholds: dict,

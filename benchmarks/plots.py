@@ -11,6 +11,9 @@ from . import stats
 log = logging.getLogger(__name__)
 
 
+PLOT_NAMES = ("latency_vs_f1.png", "roc.png", "latency_distribution.png", "shifts.png")   # every plot bench draws
+
+
 def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
     """Write every plot the report has data for; without matplotlib, log a note and write nothing."""
     try:
@@ -23,14 +26,15 @@ def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
         return []
     out_dir = Path(out_dir)
     written = []
-    for name, draw in (("latency_vs_f1.png", plot_pareto), ("roc.png", plot_roc),
-                       ("latency_distribution.png", plot_latency_spread), ("shifts.png", plot_shifts)):
+    for name, draw in zip(PLOT_NAMES, (plot_pareto, plot_roc, plot_latency_spread, plot_shifts)):
         fig = draw(report, plt)
         if fig is None:
             continue
-        with atomic.atomic_path(out_dir / name) as tmp:
-            fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        plt.close(fig)
+        try:
+            with atomic.atomic_path(out_dir / name) as tmp:
+                fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        finally:
+            plt.close(fig)
         written.append(out_dir / name)
     return written
 

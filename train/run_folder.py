@@ -1,11 +1,23 @@
-"""Write a training run folder: model.keras, bundle.json, metrics.json, history.json and plots."""
+"""Write a training run folder: model.keras, bundle.json, metrics.json, history.json and plots.
+
+The folder is never half-made: a new (or empty) --out is claimed and built out of sight, then renamed into place
+(atomic.claimed_folder), so a kill -9 or a full disk while it is written leaves --out as it was, and a second
+train finishing into the same --out fails with one line instead of mixing its files with the first's. With
+--overwrite into a folder that has files, the new files are all written beside it first and then moved in
+(renames need no space), so the folder never holds a model.keras of one run with the bundle.json of another.
+"""
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import platform
 import resource
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -100,8 +112,50 @@ def build_bundle(opts: TrainOptions, contract: InputContract, thresholds: dict, 
     }
 
 
+@contextlib.contextmanager
+def building(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """The folder to write the run into: a claimed hidden build renamed onto `out` at the end when `out` is absent
+    or empty (FolderClaimError at once when it has files, or another train is writing it, and not `overwrite`);
+    with `overwrite` and files in `out`, a hidden folder beside it whose files are moved into `out` at the end.
+    Nothing of a build that fails is left behind; an OSError names the file as it would be in `out`."""
+    out = Path(out)
+    if not (overwrite and atomic.out_taken(out)):
+        with atomic.claimed_folder(out, "fracture-edge train") as build:
+            yield build
+        return
+    holder = Path(tempfile.mkdtemp(prefix=f".{out.name}.train-", dir=out.parent))
+    stage = holder / out.name                      # the same name as the run folder (the model card shows it)
+    try:
+        stage.mkdir()
+        yield stage
+        for item in sorted(stage.iterdir()):
+            os.replace(item, out / item.name)
+    except OSError as exc:
+        raise _named_in(exc, stage, out) from None
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+
+
+def _named_in(exc: OSError, stage: Path, out: Path) -> OSError:
+    """exc naming the file in `out` instead of in the hidden `stage` folder."""
+    named, prefix = os.fspath(exc.filename) if exc.filename is not None else "", os.fspath(stage)
+    if not (named == prefix or named.startswith(prefix + os.sep)):
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), os.fspath(out) + named[len(prefix):])
+
+
 def write_run_folder(out: Path, model, opts: TrainOptions, contract: InputContract, splits: dict, probs: dict,
                      thresholds: dict, history: dict, data_report: dict, seconds: float) -> RunSummary:
+    """Write every file of the run folder `out` (out of sight, see building()); the summary names `out`."""
+    out = Path(out)
+    with building(out, opts.overwrite) as folder:
+        summary = _write_files(folder, model, opts, contract, splits, probs, thresholds, history, data_report, seconds)
+    log.info("run folder written: %s", out)
+    return RunSummary(out, summary.test, summary.thresholds, summary.seconds, summary.peak_rss_mb)
+
+
+def _write_files(out: Path, model, opts: TrainOptions, contract: InputContract, splits: dict, probs: dict,
+                 thresholds: dict, history: dict, data_report: dict, seconds: float) -> RunSummary:
     model_path = out / FORMATS["keras"].filename
     with atomic.atomic_path(model_path) as tmp:
         model.save(tmp)
@@ -125,5 +179,4 @@ def write_run_folder(out: Path, model, opts: TrainOptions, contract: InputContra
     test = splits["test"]
     write_sample_grid(out, [str(s.path) for s in test.samples], test.targets, probs["test"], thresholds["balanced"])
     write_model_card(out)
-    log.info("run folder written: %s", out)
     return summary
