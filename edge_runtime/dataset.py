@@ -1,4 +1,9 @@
-"""Read a labeled dataset: folder layout (split/class/image) or a split CSV (path,label,split[,group])."""
+"""Read a labeled dataset: folder layout (split/class/image) or a split CSV (path,label,split[,group]).
+
+A split CSV is read as UTF-8 with or without a byte-order mark (Excel's "CSV UTF-8" writes one), one line of
+at most MAX_CSV_LINE characters at a time: a line longer than that (a file that is not a split CSV, or a
+hostile one) is refused naming its line before it is held in memory (csv parses a whole line into a list of
+fields: a 420 MB line of short fields cost 3.3 GB)."""
 from __future__ import annotations
 
 import csv
@@ -18,6 +23,7 @@ POSITIVE, NEGATIVE = "fractured", "not_fractured"
 LABELS = (NEGATIVE, POSITIVE)  # index = class id; the model outputs P(fractured)
 SPLITS = ("train", "val", "test")
 SPLIT_CSV = "split.csv"
+MAX_CSV_LINE = 1 << 20           # characters; a real row (a path of at most 4,096 bytes and a few columns) is far less
 
 _LABEL_ALIASES = {
     POSITIVE: ("fractured", "fracture", "fractures", "positive", "abnormal", "yes", "1"),
@@ -139,8 +145,8 @@ def _read_csv(csv_path: Path) -> list[Sample]:
     if mode is not None and not stat.S_ISREG(mode):  # a pipe would block, a device never end
         raise DatasetError(f"{csv_path}: not a folder or a regular file (a device or pipe), so not a dataset")
     try:
-        with open(csv_path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(_bounded_lines(fh, csv_path))
             missing = {"path", "label"} - set(reader.fieldnames or ())
             if missing:
                 raise DatasetError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))} "
@@ -150,6 +156,8 @@ def _read_csv(csv_path: Path) -> list[Sample]:
                 split = normalize_split(row.get("split") or "") if row.get("split") else "all"
                 if label is None or split is None:
                     raise DatasetError(f"{csv_path}:{line}: unknown label {row['label']!r} or split {row.get('split')!r}")
+                if not (row["path"] or "").strip():
+                    raise DatasetError(f"{csv_path}:{line}: empty path")
                 path = Path(row["path"])
                 meta = {k: v for k, v in row.items() if k not in ("path", "label", "split", "group")}
                 samples.append(Sample(path if path.is_absolute() else base / path, label, split,
@@ -157,3 +165,14 @@ def _read_csv(csv_path: Path) -> list[Sample]:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"{csv_path}: cannot read split CSV ({exc})") from None
     return samples
+
+
+def _bounded_lines(fh, csv_path: Path):
+    """The lines of `fh`, each read with a limit: DatasetError naming the line when one is longer than MAX_CSV_LINE."""
+    number = 0
+    while line := fh.readline(MAX_CSV_LINE + 1):
+        number += 1
+        if len(line) > MAX_CSV_LINE and not line.endswith(("\n", "\r")):
+            raise DatasetError(f"{csv_path}:{number}: line longer than {MAX_CSV_LINE:,} characters, so not a split "
+                               "CSV row")
+        yield line

@@ -150,10 +150,7 @@ def _match_segment(folders: list[str], segment: str, last: bool, recursive: bool
                    problems: list[Problem]) -> list[str]:
     matched: list[str] = []
     if segment == "**" and recursive:
-        for folder in folders:
-            below = subfolders(folder, problems)
-            matched += below[1:] + walk(folder, True, []) if last else below
-        return matched
+        return _below_each(folders, last, problems)
     if not any(c in segment for c in GLOB_CHARS):
         for folder in folders:
             path = os.path.join(folder, segment)
@@ -169,6 +166,21 @@ def _match_segment(folders: list[str], segment: str, last: bool, recursive: bool
                 path = os.path.join(folder, entry.name)
                 if last or is_folder(path):
                     matched.append(path)
+    return matched
+
+
+def _below_each(folders: list[str], last: bool, problems: list[Problem]) -> list[str]:
+    """What `**` matches under `folders`: every folder below each (and the files below, when last), each once.
+    A folder already found below an earlier one is not searched again: its whole tree is in already, so
+    `a/**/**/**` costs one walk of `a`, not one per folder per `**` (a tree 60 folders deep took 17 s with 4)."""
+    matched: list[str] = []
+    seen: set[str] = set()
+    for folder in sorted(set(folders)):            # a folder sorts before the folders below it
+        if folder in seen:
+            continue
+        below = subfolders(folder, problems)
+        seen.update(below)
+        matched += below[1:] + walk(folder, True, []) if last else below
     return matched
 
 

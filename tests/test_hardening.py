@@ -462,3 +462,96 @@ def test_a_runtime_failure_during_inference_is_one_line(capsys, monkeypatch, tmp
     code, out, err = run_cli(capsys, "predict", FIXTURES, save_image(tmp_path / "a.png"), "--format", "tflite-fp32")
     assert code == 1 and out == "" and "failed to run the model (RuntimeError: tensor arena overflow)" in err
     assert err.count("\n") == 1
+
+
+# ---- issue 25, round 3: the runtime's other input paths -----------------------------------------------------
+
+def csv_dataset(tmp_path: Path) -> tuple[Path, str]:
+    for name, level in (("f0.png", 220), ("f1.png", 210), ("n0.png", 30), ("n1.png", 40)):
+        save_image(tmp_path / name, level)
+    rows = "f0.png,fractured,test\nf1.png,fractured,test\nn0.png,not_fractured,test\nn1.png,not_fractured,test\n"
+    return tmp_path, rows
+
+
+def test_a_split_csv_with_a_byte_order_mark_is_read(capsys, tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a BOM: its first column was '\\ufeffpath', so 'missing column path'."""
+    from fracture_edge.edge_runtime.dataset import read_dataset
+
+    folder, rows = csv_dataset(tmp_path)
+    (folder / "split.csv").write_bytes("\ufeffpath,label,split\r\n".encode() + rows.replace("\n", "\r\n").encode())
+    samples = read_dataset(folder / "split.csv")
+    assert [s.path.name for s in samples] == ["f0.png", "f1.png", "n0.png", "n1.png"]
+    code, out, err = run_cli(capsys, "data", "check", folder / "split.csv")
+    assert code == 0 and "Traceback" not in err
+
+
+def test_a_split_csv_with_an_endless_line_is_refused_before_it_is_held(tmp_path):
+    """A 64 MB line of short fields: csv parsed a whole line into a list of fields first (a 420 MB line cost 3.3 GB
+    of RSS, a 2 GB one would be killed for memory); now the line is refused at 1 MiB, naming it."""
+    import tracemalloc
+
+    from fracture_edge.edge_runtime.dataset import MAX_CSV_LINE, DatasetError, read_dataset
+
+    folder, rows = csv_dataset(tmp_path)
+    with open(folder / "split.csv", "w") as handle:
+        handle.write("path,label,split\n" + rows)
+        for _ in range(32):
+            handle.write("a," * (1 << 20))
+        handle.write("\n")
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError) as info:
+            read_dataset(folder / "split.csv")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == (f"{folder / 'split.csv'}:6: line longer than {MAX_CSV_LINE:,} characters, so not a "
+                               "split CSV row")
+    assert peak < 16 * MAX_CSV_LINE                     # about one line's worth, not 64 MB of fields
+
+
+def test_a_long_quoted_row_within_the_limit_is_still_read(tmp_path):
+    from fracture_edge.edge_runtime.dataset import read_dataset
+
+    folder, rows = csv_dataset(tmp_path)
+    note = "x" * 100_000
+    (folder / "split.csv").write_text(f'path,label,split,note\n{rows.replace(chr(10), ",-" + chr(10))}'
+                                      f'f0.png,fractured,val,"{note}\nsecond line"\n')
+    samples = read_dataset(folder / "split.csv")
+    assert len(samples) == 5 and samples[-1].meta["note"] == f"{note}\nsecond line"
+
+
+def test_a_split_csv_row_with_an_empty_path_names_its_line(capsys, tmp_path):
+    """An empty path was the CSV's own folder: skipped later as 'is a folder, not an image file', no line named."""
+    folder, rows = csv_dataset(tmp_path)
+    (folder / "split.csv").write_text("path,label,split\n" + rows + " ,fractured,test\n")
+    code, _, err = run_cli(capsys, "data", "check", folder / "split.csv")
+    assert code == 1 and err.strip() == f"fracture-edge: error: {folder / 'split.csv'}:6: empty path"
+
+
+def test_repeated_double_stars_search_each_folder_once(tmp_path, monkeypatch):
+    """`**/**/**/**/*.png` on a tree 60 folders deep took 17 s (each `**` listed every folder below every folder
+    the previous one matched: depth^4 listings); now every folder is listed a bounded number of times."""
+    from fracture_edge.edge_runtime import paths
+
+    deep = tmp_path / "deep"
+    leaf = deep.joinpath(*(f"d{i}" for i in range(60)))
+    leaf.mkdir(parents=True)
+    save_image(leaf / "x.png")
+    save_image(deep / "d0" / "y.png")
+    listings = []
+    real = os.scandir
+    monkeypatch.setattr(paths.os, "scandir", lambda path: listings.append(path) or real(path))
+    for pattern in ("**/*.png", "**/**/*.png", "**/**/**/**/*.png", "**/d30/**/*.png"):
+        listings.clear()
+        found, problems = paths.find_images([f"{deep}/{pattern}"], True, (".png",))
+        expected = [str(leaf / "x.png")] + ([] if "d30" in pattern else [str(deep / "d0" / "y.png")])
+        assert sorted(found) == sorted(expected) and not problems, pattern
+        assert len(listings) <= 3 * 61 * pattern.count("**"), (pattern, len(listings))
+
+
+def test_bench_survives_an_export_report_nested_absurdly_deep(tmp_path):
+    from fracture_edge.benchmarks.bench import heatmap_summary
+
+    (tmp_path / "export_report.json").write_text("[" * 200_000 + "]" * 200_000)
+    assert heatmap_summary(tmp_path) is None
