@@ -6,6 +6,7 @@ import android.graphics.BitmapFactory
 import android.media.ExifInterface
 import android.net.Uri
 import org.fractureedge.core.ArgbImage
+import org.fractureedge.core.ImageLimits
 import org.fractureedge.core.SourceFormat
 import java.io.ByteArrayInputStream
 import java.io.IOException
@@ -13,10 +14,11 @@ import java.io.IOException
 /** Decoded pixels plus what the file header and EXIF say about them (the core needs both). */
 class LoadedImage(val pixels: ArgbImage, val source: SourceFormat, val exifOrientation: Int, val preview: Bitmap)
 
-/** Reads images the way the core expects: full resolution (no inSampleSize), ARGB_8888, EXIF read separately. */
+/**
+ * Reads images the way the core expects: full resolution (no inSampleSize), ARGB_8888, EXIF read separately.
+ * The size is checked from the header first, against fracture-edge's limits (core/ImageLimits.kt).
+ */
 object ImageLoading {
-    private const val MAX_PIXELS = 100_000_000L   // the same decompression-bomb limit as fracture-edge
-
     /** A gallery or camera file, by content URI. */
     fun fromUri(resolver: ContentResolver, uri: Uri): LoadedImage {
         val bytes = resolver.openInputStream(uri)?.use { it.readBytes() }
@@ -25,9 +27,7 @@ object ImageLoading {
         val bounds = BitmapFactory.Options().apply { inJustDecodeBounds = true }
         BitmapFactory.decodeByteArray(bytes, 0, bytes.size, bounds)
         if (bounds.outWidth <= 0 || bounds.outHeight <= 0) throw IOException("$uri: not an image Android can decode")
-        if (bounds.outWidth.toLong() * bounds.outHeight > MAX_PIXELS) {
-            throw IOException("$uri: image too large (${bounds.outWidth}x${bounds.outHeight})")
-        }
+        ImageLimits.check(uri.toString(), bounds.outWidth, bounds.outHeight)   // 32 MP, 16,384 px side, 20:1
         val options = BitmapFactory.Options().apply { inPreferredConfig = Bitmap.Config.ARGB_8888 }
         val bitmap = BitmapFactory.decodeByteArray(bytes, 0, bytes.size, options)
             ?: throw IOException("$uri: cannot decode image")
