@@ -27,7 +27,7 @@ NOT_A_DEVICE = ("**Not a medical device.** Not cleared or approved by any regula
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):   # unreadable, not JSON, or nested too deeply to parse
         return None
 
 
@@ -250,7 +250,7 @@ def write_model_card(run_dir: str | Path) -> Path | None:
     try:
         text = render_model_card(run)
         path = atomic.write_text(run / CARD_FILENAME, text)
-    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as exc:
         log.warning("%s: model card not written: %s", run, exc)
         return None
     log.info("model card: %s", path)

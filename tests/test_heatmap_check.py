@@ -71,3 +71,11 @@ def test_model_card_states_the_pointing_game(tmp_path):
                                                                  "correlation_p5": 0.92}}}]}))
     text = "\n".join(_heatmap_section(tmp_path))
     assert "| keras | 26.3% |" in text and "| tflite-int8 | 26.3% | 0.98 / 0.92 |" in text and "27.4%" in text
+
+
+def test_model_card_survives_a_report_nested_too_deeply_to_parse(tmp_path):
+    """A hostile or broken export_report.json is read as absent, never a traceback."""
+    from fracture_edge.edge_runtime.model_card import _read_json
+
+    (tmp_path / "export_report.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert _read_json(tmp_path / "export_report.json") is None
