@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from .artifacts import FORMAT_PREFERENCE
 from .formats import EXPORT_FORMATS
 
 
@@ -20,8 +21,8 @@ def register(subparsers) -> None:
                    help="the site's labelled images: a folder with not_fractured/ and fractured/ sub-folders, or a split CSV")
     p.add_argument("--out", required=True, metavar="NEWRUN", help="the new run folder (must not exist or be empty)")
     p.add_argument("--format", choices=EXPORT_FORMATS, default=None,
-                   help="artifact whose features are used (default: the first present of tflite-int8, tflite-fp32, "
-                        "onnx-fp32, tflite-fp16, onnx-int8 that an installed runtime can run)")
+                   help=f"artifact whose features are used (default: the first present of {', '.join(FORMAT_PREFERENCE)} "
+                        "that an installed runtime can run)")
     p.add_argument("--split", default=None, help="use only this split of a CSV (default: every row)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the folds and the bootstrap (default 0)")

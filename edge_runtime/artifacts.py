@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 FORMAT_PREFERENCE = (*DEPLOY_PREFERENCE, "onnx-int8", "onnx-fp32", "tflite-int8-mixed", "onnx-int8-mixed")
 
 
-# The integrity rule (README, "Integrity"): 'require' is what predict, info and bench apply; the flag
+# The integrity rule (docs/reliability.md, "Integrity"): 'require' is what predict, info and bench apply; the flag
 # --allow-unverified selects 'allow-unverified'; 'trust-embedded' is the library default (see verify_resolved).
 INTEGRITY_MODES = ("require", "allow-unverified", "trust-embedded")
 

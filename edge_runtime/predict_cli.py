@@ -13,6 +13,7 @@ import json
 import sys
 from dataclasses import dataclass
 
+from .artifacts import FORMAT_PREFERENCE
 from .formats import EXPORT_FORMATS
 
 ROW_FIELDS = ("path", "label", "probability", "threshold_name", "threshold", "latency_ms", "error")
@@ -31,8 +32,8 @@ def register(subparsers) -> None:
     predict.add_argument("model", metavar="MODEL_OR_RUN", help="run folder, bundle.json, or a .tflite/.onnx artifact")
     predict.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders or glob patterns")
     predict.add_argument("--format", choices=EXPORT_FORMATS, default=None,
-                         help="artifact to use from a run folder (default: the first present of tflite-int8, "
-                              "tflite-fp32, onnx-fp32, tflite-fp16, onnx-int8 that an installed runtime can run)")
+                         help=f"artifact to use from a run folder (default: the first present of {', '.join(FORMAT_PREFERENCE)} "
+                              "that an installed runtime can run)")
     predict.add_argument("--threshold", default=None, metavar="balanced|screening|FLOAT",
                          help="decision threshold: a name from bundle.json or a number in [0, 1] (default: the bundle's)")
     predict.add_argument("--threads", type=int, default=None, metavar="N", help="interpreter threads")
