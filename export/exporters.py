@@ -99,6 +99,15 @@ class ExportContext:
         """A SavedModel export of the Keras model, made once and shared by the TFLite converters."""
         return self._saved_model("saved_model", self.model)
 
+    def tflite_fp32_bytes(self) -> bytes:
+        """The float32 conversion of tflite_source(), made once (dynamic range takes its stem weights from it)."""
+        if "tflite_fp32" not in self._cache:
+            from .tflite_export import convert_tflite
+
+            with self._stage("TFLite float32 conversion (reference weights)"):
+                self._cache["tflite_fp32"] = convert_tflite(self.tflite_source(), "fp32")
+        return self._cache["tflite_fp32"]
+
     def int8_model(self):
         """The model int8 formats quantize: float-equivalent channel-equalized, then int8-tuned (unless disabled)."""
         if not self.equalize and self.qat is None and not self.fold_normalization:
@@ -277,12 +286,11 @@ def _tflite(precision: str) -> Callable[[ExportContext, Path], dict]:
     def export(ctx: ExportContext, path: Path) -> dict:
         from .tflite_export import convert_tflite, tflite_quantization
 
+        if precision == "int8-dynamic":
+            return export_dynamic_range(ctx, path)
         if precision != "int8":
             atomic.write_bytes(path, convert_tflite(ctx.tflite_source(), precision))
-            facts = {"quantization": tflite_quantization(path)}
-            if precision == "int8-dynamic":
-                facts["int8_weights"] = dynamic_range_census(path)
-            return facts
+            return {"quantization": tflite_quantization(path)}
         from .int8_calibrate import quantize_calibrated
 
         atomic.write_bytes(path, quantize_calibrated(ctx.int8_calibrated(), ctx.int8_denylist))
@@ -291,6 +299,18 @@ def _tflite(precision: str) -> Callable[[ExportContext, Path], dict]:
                 "int8_ops": int8_census(path)}
 
     return export
+
+
+def export_dynamic_range(ctx: ExportContext, path: Path) -> dict:
+    """Dynamic-range int8 with the stem convolution's weights kept float32 (see dynamic_range.py)."""
+    from .dynamic_range import keep_first_convs_float
+    from .tflite_export import convert_tflite, tflite_quantization
+
+    dynamic = convert_tflite(ctx.tflite_source(), "int8-dynamic")
+    model, kept = keep_first_convs_float(dynamic, ctx.tflite_fp32_bytes())
+    atomic.write_bytes(path, model)
+    return {"quantization": tflite_quantization(path), "int8_weights": {**dynamic_range_census(path),
+                                                                        "float_weights": kept}}
 
 
 def export_onnx_fp32(ctx: ExportContext, path: Path) -> dict:

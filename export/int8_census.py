@@ -108,4 +108,4 @@ def dynamic_range_census(path: str | os.PathLike) -> dict:
     return {"ops": len(graph.operators), "weighted_ops": weighted, "int8_weight_ops": sum(int8_ops.values()),
             "int8_weight_ops_by_type": dict(int8_ops), "float_weight_ops_by_type": dict(float_ops),
             "int8_weight_bytes": weight_bytes["int8"], "float_weight_bytes": weight_bytes["float"],
-            "activations": "float32 (quantized per image at run time by XNNPACK)"}
+            "activations": "float32 (quantized per image at run time by the interpreter)"}

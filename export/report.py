@@ -190,8 +190,10 @@ def dynamic_line(census: dict) -> str:
     """'int8 weights in 121 of 121 convolution/dense ops (6.9 of 7.0 MB of weights); activations float32 ...'."""
     total = census["int8_weight_bytes"] + census["float_weight_bytes"]
     share = census["int8_weight_bytes"] / total if total else 0.0
+    kept = census.get("float_weights") or []
     return (f"int8 weights in {census['int8_weight_ops']} of {census['weighted_ops']} convolution/dense ops "
-            f"({share:.1%} of the weight bytes); activations {census['activations']}")
+            f"({share:.1%} of the weight bytes); activations {census['activations']}"
+            + (f"; float32 weights kept in {', '.join(kept)} (its input, the image, is not quantized)" if kept else ""))
 
 
 def method_line(facts: dict) -> str:
