@@ -2,7 +2,10 @@
 
     .venv/bin/python scripts/make_fixture_models.py [--out tests/fixtures/models]
 
-Writes a TFLite float32, a TFLite full-int8 (uint8 input and output) and an ONNX float32 model of one
+Writes a TFLite float32, a TFLite full-int8 (uint8 input and output), a TFLite dynamic-range int8 (int8
+weights, float32 input; its conv is widened to 40 channels so the converter quantizes it: it skips weights
+of fewer than 1,024 values, and the 36 added channels carry no weight into the output) and an ONNX float32
+model of one
 tiny conv net with the real I/O contract: input "pixels" (N, 32, 32, 3) raw 0..255, output (N, 1)
 sigmoid P(fractured). The weights are fixed (seeded), and the first conv channel averages the pixels
 with a large positive output weight, so P(fractured) rises with image brightness: tests can assert
@@ -63,8 +66,23 @@ def calibration_images(n: int = 64, seed: int = 1) -> np.ndarray:
     return np.clip(levels + noise, 0, 255).astype(np.float32)
 
 
-def convert_tflite(w: dict, int8: bool, heatmap: bool = False, features: bool = False) -> bytes:
+DYNAMIC_CHANNELS = 40   # 3 x 3 x 3 x 40 = 1,080 conv weights: enough for dynamic-range quantization
+
+
+def widened(w: dict, channels: int = DYNAMIC_CHANNELS) -> dict:
+    """The same net with `channels` conv channels: the added ones have small weights and a zero dense weight."""
+    rng = np.random.default_rng(1)
+    extra = channels - w["kernel"].shape[-1]
+    return {"kernel": np.concatenate([w["kernel"], rng.normal(0, 0.01, (3, 3, 3, extra)).astype(np.float32)], -1),
+            "conv_bias": np.concatenate([w["conv_bias"], np.zeros(extra, np.float32)]),
+            "dense": np.concatenate([w["dense"], np.zeros((extra, 1), np.float32)]), "dense_bias": w["dense_bias"]}
+
+
+def convert_tflite(w: dict, int8: bool, heatmap: bool = False, features: bool = False, dynamic: bool = False) -> bytes:
     import tensorflow as tf
+
+    if dynamic:
+        w = widened(w)
 
     class Tiny(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32, name="pixels")])
@@ -75,11 +93,13 @@ def convert_tflite(w: dict, int8: bool, heatmap: bool = False, features: bool = 
             if heatmap:
                 out["heatmap"] = tf.nn.conv2d(tf.nn.relu(x), w["dense"][None, None], 1, "VALID") + w["dense_bias"]
             if features:
-                out["features"] = pooled
+                out["features"] = pooled[:, :FEATURE_SIZE] if dynamic else pooled   # what the dense layer reads
             return out
 
     module = Tiny()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
+    if dynamic:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]   # no representative dataset: dynamic range
     if int8:
         images = calibration_images()
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -165,9 +185,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     w = make_weights()
     files = {"tflite-fp32": out / "model_fp32.tflite", "tflite-int8": out / "model_int8.tflite",
-             "onnx-fp32": out / "model_fp32.onnx"}
+             "tflite-int8-dynamic": out / "model_int8_dynamic.tflite", "onnx-fp32": out / "model_fp32.onnx"}
     files["tflite-fp32"].write_bytes(convert_tflite(w, int8=False, heatmap=heatmap, features=features))
     files["tflite-int8"].write_bytes(convert_tflite(w, int8=True, heatmap=heatmap, features=features))
+    files["tflite-int8-dynamic"].write_bytes(convert_tflite(w, int8=False, heatmap=heatmap, features=features,
+                                                            dynamic=True))
     files["onnx-fp32"].write_bytes(build_onnx(w, heatmap, features))
     bundle = fixture_bundle({name: {"file": path.name} for name, path in files.items()}, heatmap, features)
     for path in files.values():

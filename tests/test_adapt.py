@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 FIXTURES = Path(__file__).parent / "fixtures" / "adapt_models"
-FORMATS = ("tflite-fp32", "tflite-int8", "onnx-fp32")
+FORMATS = ("tflite-fp32", "tflite-int8-dynamic", "tflite-int8", "onnx-fp32")   # the fixture run's artifacts
 
 
 # ---- the head fit against an independent reference --------------------------------------------------------

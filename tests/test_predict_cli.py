@@ -121,7 +121,7 @@ def test_info_prints_the_bundle_and_checks_hashes(capsys, tmp_path):
     assert code == 0
     for text in ("labels: not_fractured, fractured", "balanced=0.5000", "32x32x3", "AUC 1.000", "model_int8.tflite"):
         assert text in out
-    assert out.count("  ok") == 3
+    assert out.count("  ok") == 4      # fp32, int8-dynamic, int8, onnx-fp32
     run = Path(shutil.copytree(FIXTURES, tmp_path / "run"))
     data = bytearray((run / "model_fp32.onnx").read_bytes())
     data[-1] ^= 0xFF
