@@ -29,7 +29,7 @@ def gates_module():
     try:
         from ..export import gates
     except ImportError as exc:
-        log.info("fidelity gates unavailable: %s", exc)
+        log.info("fidelity verdict unavailable: %s", exc)
         return None
     return gates
 

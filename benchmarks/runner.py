@@ -98,7 +98,7 @@ def plan_jobs(options: BenchOptions, run_dir: Path, have_tf: bool | None = None)
 def _missing_reason(run_dir: Path, name: str) -> str:
     filename = FORMATS[name].filename
     if (run_dir / REJECTED_DIR / filename).is_file():
-        return (f"{filename} was rejected by the export fidelity gates (see {REJECTED_DIR}/ and the export report; "
+        return (f"{filename} was rejected by the export fidelity verdict (see {REJECTED_DIR}/ and the export report; "
                 "--include-rejected measures it anyway)")
     stage = "train" if name == "keras" else "export"
     return f"{filename} not found in {run_dir} (written by `fracture-edge {stage}`)"

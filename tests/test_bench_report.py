@@ -220,7 +220,7 @@ def test_artifact_rejected_by_export_says_so(tmp_path):
     (tmp_path / "rejected" / "model_int8.onnx").write_bytes(b"x")
     options = BenchOptions(run=str(tmp_path), data=".", formats=("onnx-int8",))
     _, skipped = runner.plan_jobs(options, tmp_path, have_tf=False)
-    assert skipped[0].status == "missing" and "rejected by the export fidelity gates" in skipped[0].reason
+    assert skipped[0].status == "missing" and "rejected by the export fidelity verdict" in skipped[0].reason
 
 
 def test_include_rejected_measures_the_quarantined_artifact(tmp_path):
