@@ -167,15 +167,15 @@ def artifact_heatmaps(path: Path, pixels: np.ndarray) -> np.ndarray:
         gc.collect()
 
 
-def add_heatmap_facts(rows: list, run_dir: Path, probe: HeatmapProbe | None) -> list:
-    """Each row with facts['heatmap'] (or facts['heatmap_error']), rejected artifacts included."""
+def add_heatmap_facts(rows: list, folder: Path, probe: HeatmapProbe | None) -> list:
+    """Each row with facts['heatmap'] (or facts['heatmap_error']), rejected artifacts included; files in `folder`."""
     from dataclasses import replace
 
     if probe is None:
         return rows
     out = []
     for row in rows:
-        path = Path(run_dir) / row.file
+        path = Path(folder) / row.file
         if row.bytes is None or not path.is_file():
             out.append(row)
             continue
@@ -228,10 +228,12 @@ def plot_overlays(probe: HeatmapProbe, path: Path, count: int = 12) -> Path | No
     return path
 
 
-def verify_heatmaps(rows: list, run_dir: Path, data_dir, bundle: dict, model, images, meter) -> tuple[list, dict | None]:
+def verify_heatmaps(rows: list, run_dir: Path, data_dir, bundle: dict, model, images, meter,
+                    artifact_dir: Path | None = None) -> tuple[list, dict | None]:
     """Every row with its heatmap facts, the overlay grid in the run folder, and the report's 'heatmaps' entry.
 
-    Skipped (None) when the bundle declares no heatmap; a failure is logged and reported, never fatal.
+    Rows' files are read in `artifact_dir` (the export's staging folder; default the run folder). Skipped
+    (None) when the bundle declares no heatmap; a failure is logged and reported, never fatal.
     """
     if HEATMAP not in (bundle["output"].get("extra") or {}):
         return rows, None
@@ -239,7 +241,7 @@ def verify_heatmaps(rows: list, run_dir: Path, data_dir, bundle: dict, model, im
         with meter.stage("heatmaps: keras reference and boxes"):
             probe = build_probe(model, images, Path(data_dir))
         with meter.stage(f"heatmaps: every artifact ({len(probe.pixels)} images)"):
-            rows = add_heatmap_facts(rows, run_dir, probe)
+            rows = add_heatmap_facts(rows, artifact_dir or run_dir, probe)
         plot = plot_overlays(probe, Path(run_dir) / GRID_PLOT)
     except Exception as exc:  # the probability gates stand on their own; this is extra information
         log.warning("heatmap verification failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))

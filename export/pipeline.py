@@ -1,14 +1,15 @@
 """The export loop: every requested format is exported, embedded, checked and verified; one row each.
 
 A format that fails (conversion error, runtime error, a rejecting fidelity verdict) keeps its row with the
-reason and never stops the others. Artifacts the verdict rejects are moved to RUN/rejected/ so the runtime
-can never pick them up; bundle.json lists only artifacts that passed. The verdict is docs/fidelity-verdict.md.
+reason and never stops the others. Every artifact is written and verified in a staging folder
+(export/staging.py) and published only after its verdict: passed ones at the top level, rejected ones in
+RUN/rejected/ so the runtime can never pick them up; bundle.json lists only artifacts that passed. The verdict
+is docs/fidelity-verdict.md.
 """
 from __future__ import annotations
 
 import copy
 import logging
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -31,6 +32,7 @@ from .heatmap_check import verify_heatmaps
 from .footprint import StageMeter, peak_rss_mb, release_memory, rss_mb
 from .gates import VerdictRules, is_exact_format
 from .outcome import GATE_FAILED, deploy_choice
+from .staging import Staging, commit, staging_folder
 
 if TYPE_CHECKING:
     from .verify import Verification
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OK, EXPORT_FAILED, VERIFY_FAILED = "ok", "export failed", "verify failed"
-REJECTED_DIR = "rejected"
 NOISE_PROBE = "dither-1"   # the invisible perturbation whose flips are the noise floor (docs/fidelity-verdict.md)
 
 
@@ -68,7 +69,7 @@ class ExportRow:
     """One format's outcome: what was written, how long it took, how faithful it is."""
 
     format: str
-    file: str
+    file: str                          # in the staging folder until staging.commit; then in the run folder
     status: str                        # ok | export failed | verify failed | gate failed
     seconds: float                     # export (conversion + embedding)
     verify_seconds: float = 0.0
@@ -139,12 +140,12 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def export_one(name: str, ctx: ExportContext, run_dir: Path, bundle: dict, verifier: Verifier) -> ExportRow:
-    """Export, embed, check compatibility and verify one format."""
+def export_one(name: str, ctx: ExportContext, folder: Path, bundle: dict, verifier: Verifier) -> ExportRow:
+    """Export, embed, check compatibility and verify one format, written into `folder` (the staging folder)."""
     from .embed import embed_bundle
 
     fmt = FORMATS[name]
-    path = run_dir / fmt.filename
+    path = folder / fmt.filename
     start = time.perf_counter()
     try:
         with verifier.meter.stage(f"{name}: export"):
@@ -173,7 +174,7 @@ def verify_row(row: ExportRow, path: Path, verifier: Verifier) -> ExportRow:
                    verify_seconds=time.perf_counter() - start)
 
 
-def export_mixed(name: str, ctx: ExportContext, run_dir: Path, bundle: dict, verifier: Verifier,
+def export_mixed(name: str, ctx: ExportContext, folder: Path, bundle: dict, verifier: Verifier,
                  opts: ExportOptions) -> ExportRow:
     """An opt-in *-int8-mixed row: the shortest float prefix the selection images accept, then the verdict."""
     from .int8_mixed import SearchTarget, choose_float_prefix
@@ -196,23 +197,9 @@ def export_mixed(name: str, ctx: ExportContext, run_dir: Path, bundle: dict, ver
     if choice.prefix is None:
         return ExportRow(name, fmt.filename, GATE_FAILED, time.perf_counter() - start, facts=facts,
                          error="no float prefix met the search target on the selection images")
-    row = export_one(name, replace(ctx, **{mixed.context_field: choice.prefix.ops}), run_dir, bundle, verifier)
+    row = export_one(name, replace(ctx, **{mixed.context_field: choice.prefix.ops}), folder, bundle, verifier)
     return replace(row, facts={**row.facts, **facts},
                    seconds=time.perf_counter() - start - row.verify_seconds)
-
-
-def quarantine(row: ExportRow, run_dir: Path) -> ExportRow:
-    """Move an artifact that failed verification out of the runtime's reach (a passing one replaces an old reject)."""
-    path = run_dir / row.file
-    target = run_dir / REJECTED_DIR / row.file
-    if row.ok:
-        target.unlink(missing_ok=True)
-        return row
-    if not path.is_file():
-        return row
-    target.parent.mkdir(exist_ok=True)
-    os.replace(path, target)
-    return replace(row, file=f"{REJECTED_DIR}/{row.file}")
 
 
 def load_inputs(opts: ExportOptions, bundle: dict, model,
@@ -271,16 +258,16 @@ def copy_android_assets(run_dir: Path, rows: list[ExportRow], dest: str) -> list
 
 
 def export_format(i: int, name: str, ctx: ExportContext, bundle: dict, verifier: Verifier,
-                  opts: ExportOptions) -> ExportRow:
-    """Step i of the loop, logged: one format exported, verified and quarantined if it failed."""
+                  opts: ExportOptions, folder: Path) -> ExportRow:
+    """Step i of the loop, logged: one format exported into the staging folder and verified there."""
     log.info("[%d/%d] %s: exporting", i, len(opts.formats), name)
-    row = export_mixed(name, ctx, opts.run_dir, bundle, verifier, opts) if name.endswith(MIXED_SUFFIX) \
-        else export_one(name, ctx, opts.run_dir, bundle, verifier)
+    row = export_mixed(name, ctx, folder, bundle, verifier, opts) if name.endswith(MIXED_SUFFIX) \
+        else export_one(name, ctx, folder, bundle, verifier)
     now = rss_mb()
     row = replace(row, rss_mb=None if now is None else round(now, 1), peak_rss_mb=round(peak_rss_mb(), 1))
     log.info("[%d/%d] %s: %s (%.0f s export, %.0f s verify, peak RSS so far %.0f MB)%s", i, len(opts.formats),
              name, row.status, row.seconds, row.verify_seconds, row.peak_rss_mb, f": {row.error}" if row.error else "")
-    return quarantine(row, opts.run_dir)
+    return row
 
 
 def qat_options(opts: ExportOptions):
@@ -293,7 +280,15 @@ def qat_options(opts: ExportOptions):
 
 
 def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
-    """Export every requested format; returns the rows and the context for the report."""
+    """Export every requested format; returns the rows and the context for the report.
+
+    The run folder is locked for the whole export (a second one fails at once, export/staging.py)."""
+    with staging_folder(opts.run_dir) as staging:
+        return export_staged(opts, staging)
+
+
+def export_staged(opts: ExportOptions, staging: Staging) -> tuple[list[ExportRow], dict]:
+    """run_export inside its staging folder: export and verify there, then publish (staging.commit)."""
     from .bundle_update import record_export
 
     start = time.perf_counter()
@@ -308,12 +303,15 @@ def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
                         fold_normalization=opts.fold_normalization, meter=meter, extra_outputs=extra_outputs)
     ctx.load_tuning = lambda: load_tuning(ctx.calibration())
     try:
-        rows = [export_format(i, name, ctx, bundle, verifier, opts) for i, name in enumerate(opts.formats, 1)]
+        rows = [export_format(i, name, ctx, bundle, verifier, opts, staging.folder)
+                for i, name in enumerate(opts.formats, 1)]
     finally:
         ctx.close()
-    rows, heatmaps = verify_heatmaps(rows, opts.run_dir, resolve_data_dir(opts.verify_data, bundle, opts.run_dir,
-                                                                          "verify"), bundle, model, verifier.images, meter)
-    context = record_export(opts, bundle, rows, verifier.images, time.perf_counter() - start)
+    verify_dir = resolve_data_dir(opts.verify_data, bundle, opts.run_dir, "verify")
+    rows, heatmaps = verify_heatmaps(rows, opts.run_dir, verify_dir, bundle, model, verifier.images, meter,
+                                     artifact_dir=staging.folder)
+    rows, context = commit(staging, rows, lambda placed: record_export(opts, bundle, placed, verifier.images,
+                                                                        time.perf_counter() - start))
     context["heatmaps"] = heatmaps
     context["keras_uncertainty"] = artifact_uncertainty(verifier.images.labels, verifier.ref_probs, bundle["thresholds"])
     context["memory"] = meter.to_dict()

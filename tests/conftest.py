@@ -118,3 +118,14 @@ def unreadable(request):
     if request.param == "chmod" and IS_ROOT:
         pytest.skip("running as root: chmod 000 does not stop root from reading; the simulated variant runs")
     return chmod_unreadable if request.param == "chmod" else simulated_unreadable
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """export_fixture.TinyExport: one tiny 64-px run exported in every default format, shared by the export
+    tests (test_export, test_heatmaps_export, test_export_staging); needs TensorFlow. Never modify its run
+    folder: export a copy (export_fixture.copy_run)."""
+    pytest.importorskip("tensorflow")
+    from export_fixture import build_tiny_export
+
+    return build_tiny_export(tmp_path_factory.mktemp("tiny-export"))

@@ -1,77 +1,26 @@
-"""Export stage end to end on a tiny DenseNet121 (32 px, random init, briefly trained on synthetic images).
+"""Export stage end to end on a tiny DenseNet121 (64 px, random init, briefly trained on synthetic images).
 
-One module-scoped export of every format is shared by the tests; gate failures are provoked on
-copies (a corrupted ONNX weight, mis-preprocessed images, an impossible gate, a failing exporter).
+The session's one export of every format (tests/export_fixture.py, shared with the heatmap and staging
+tests) is read by most tests; gate failures are provoked on copies (a corrupted ONNX weight, mis-preprocessed
+images, an impossible gate, a failing exporter).
 """
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from export_fixture import SIZE, copy_run
+
 pytestmark = pytest.mark.slow
-
-SIZE = 32
-
-
-def train_tiny_run(run_dir: Path, data_dir: Path) -> None:
-    """model.keras + bundle.json at 32 px, trained for 2 epochs on the synthetic training split."""
-    import keras
-
-    from fracture_edge.edge_runtime.bundle import SCHEMA_VERSION, artifact_record, save_bundle
-    from fracture_edge.edge_runtime.dataset import LABELS, POSITIVE
-    from fracture_edge.edge_runtime.metrics import choose_thresholds
-    from fracture_edge.edge_runtime.preprocessing import InputContract
-    from fracture_edge.export.calibration import verification_set
-    from fracture_edge.train.model import build_model
-
-    keras.utils.set_random_seed(0)
-    contract = InputContract(size=SIZE)
-    train = verification_set(data_dir, contract, ("train",))
-    model = build_model(SIZE, weights="none")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
-    model.fit(train.pixels.astype(np.float32), train.labels.astype(np.float32), epochs=2, batch_size=16, verbose=0)
-    model.save(run_dir / "model.keras")
-    val = verification_set(data_dir, contract, ("val",))
-    thresholds = choose_thresholds(val.labels, model.predict(val.pixels.astype(np.float32), verbose=0).ravel())
-    save_bundle(run_dir, {
-        "schema_version": SCHEMA_VERSION, "labels": list(LABELS), "positive_label": POSITIVE,
-        "output": {"kind": "sigmoid", "positive_index": 0},
-        "thresholds": {**thresholds, "default": "balanced"}, "input": contract.to_dict(),
-        "data": {"source": str(data_dir), "synthetic": True},
-        "artifacts": {"keras": artifact_record(run_dir / "model.keras")}})
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """(run folder, rows, context, options) after exporting every format once."""
-    pytest.importorskip("tensorflow")
-    from fracture_edge.export.gates import VerdictRules
-    from fracture_edge.export.pipeline import ExportOptions, run_export
-    from fracture_edge.export.report import write_reports
-    from fracture_edge.train.synthetic import SyntheticSpec, write_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("export")
-    data = write_synthetic_dataset(root / "data", SyntheticSpec(train=48, val=24, test=24, image_size=64))
-    run = root / "run"
-    run.mkdir()
-    train_tiny_run(run, data)
-    # margins of 0.3 need 10 images per class: the 48 verification images can then pass (the defaults need 100)
-    opts = ExportOptions(run_dir=run, calib_images=16, android_assets=str(root / "assets"),
-                         gates=VerdictRules(margin_sensitivity=0.3, margin_specificity=0.3))
-    rows, context = run_export(opts)
-    write_reports(run, rows, context)
-    return run, rows, context, opts
-
-
-def copy_run(run: Path, dest: Path) -> Path:
-    dest.mkdir()
-    for name in ("model.keras", "bundle.json"):
-        shutil.copy(run / name, dest / name)
-    return dest
+def exported(tiny_export):
+    """(run folder, rows, context, options) of the shared export of every format."""
+    return tiny_export.run, tiny_export.rows, tiny_export.context, tiny_export.opts
 
 
 def test_every_format_has_a_row_with_its_file(exported):
@@ -193,7 +142,8 @@ def test_dynamic_range_int8_has_int8_weights_float_activations_and_its_verdict(e
     q = row.facts["quantization"]
     assert q["input"]["dtype"] == "float32" and q["output"]["dtype"] == "float32"
     weights = row.facts["int8_weights"]
-    assert weights["int8_weight_ops"] >= weights["weighted_ops"] - 2 > 100   # DenseNet121's convolutions
+    assert weights["int8_weight_ops"] >= weights["weighted_ops"] - 3 > 100   # DenseNet121's convolutions
+    assert len(weights["float_weights"]) == 1 and weights["float_weight_ops_by_type"]["CONV_2D"] >= 1   # conv1
     assert row.bytes < 0.4 * rows["tflite-fp32"].bytes
     assert row.gate["noise_floor"]["balanced"]["dither_flips"] >= 0 and set(row.gate["non_inferiority"]) >= {"auc"}
 
@@ -341,7 +291,9 @@ FRACATLAS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fr
 
 @pytest.mark.shared
 def test_real_radiographs_calibrate_and_verify_every_format(exported, tmp_path):
-    """The tiny model exported with calibration on real training radiographs and the gate on real val+test."""
+    """The tiny model exported with calibration on real training radiographs and the whole verdict on the real
+    test split (571 images, 95 fractured: margins of 0.05 need 60 per class, so the non-inferiority tests and
+    the noise floor run instead of stopping at "too few images"; val+test would only double the work)."""
     if not FRACATLAS.is_dir():
         pytest.skip(f"{FRACATLAS} not found (../shared absent)")
     from fracture_edge.edge_runtime.cli import main
@@ -349,9 +301,10 @@ def test_real_radiographs_calibrate_and_verify_every_format(exported, tmp_path):
 
     run = copy_run(exported[0], tmp_path / "run")
     code = main(["export", str(run), "--calib-data", str(FRACATLAS), "--verify-data", str(FRACATLAS),
+                 "--verify-split", "test", "--margin-sensitivity", "0.05", "--margin-specificity", "0.05",
                  "--calib-images", "32", "--selection-images", "32"])
     report = json.loads((run / "export_report.json").read_text())
-    expected = sum(1 for s in read_dataset(FRACATLAS) if s.split in ("val", "test"))
+    expected = sum(1 for s in read_dataset(FRACATLAS) if s.split == "test")
     assert report["verification"]["images"] == expected and str(FRACATLAS) in report["verification"]["source"]
     assert "[train]" in report["calibration"]["calibration_source"]
     rows = {r["format"]: r for r in report["rows"]}

@@ -1,81 +1,26 @@
 """Extra outputs of every artifact, on a tiny DenseNet121 at 64 px: the heatmap (issue 14, a 2x2 map) and the
 pooled features (issue 15, 1,024 values, the input of `fracture-edge adapt`).
 
-One export of every format with both (the real pipeline, synthetic data plus a boxes.csv), and the same
-formats exported the old way (no extra output) from the same model and calibration images: the
-probability must be bit-for-bit the same, the int8 census and the gates unchanged.
+The session's one export of every format with both (tests/export_fixture.py: the real pipeline, synthetic data
+plus a boxes.csv), and the same formats exported the old way (no extra output) from the same model and
+calibration images: the probability must be bit-for-bit the same, the int8 census and the gates unchanged.
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from export_fixture import SIZE
+
 pytestmark = pytest.mark.slow
-
-SIZE = 64
-
-
-def tiny_run(run: Path, data: Path) -> None:
-    """model.keras + bundle.json at 64 px, one epoch on the synthetic training split."""
-    import keras
-
-    from fracture_edge.edge_runtime.bundle import SCHEMA_VERSION, artifact_record, save_bundle
-    from fracture_edge.edge_runtime.dataset import LABELS, POSITIVE
-    from fracture_edge.edge_runtime.preprocessing import InputContract
-    from fracture_edge.export.calibration import verification_set
-    from fracture_edge.train.model import build_model
-
-    keras.utils.set_random_seed(0)
-    contract = InputContract(size=SIZE)
-    train = verification_set(data, contract, ("train",))
-    model = build_model(SIZE, weights="none")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
-    model.fit(train.pixels.astype(np.float32), train.labels.astype(np.float32), epochs=1, batch_size=16, verbose=0)
-    model.save(run / "model.keras")
-    save_bundle(run, {
-        "schema_version": SCHEMA_VERSION, "labels": list(LABELS), "positive_label": POSITIVE,
-        "output": {"kind": "sigmoid", "positive_index": 0},
-        "thresholds": {"balanced": 0.5, "screening": 0.2, "default": "balanced"}, "input": contract.to_dict(),
-        "data": {"source": str(data), "synthetic": True},
-        "artifacts": {"keras": artifact_record(run / "model.keras")}})
-
-
-def write_boxes(data: Path) -> int:
-    """A boxes.csv in FracAtlas' layout: one box (upper-left quarter) per fractured test image."""
-    from PIL import Image
-
-    rows = []
-    for path in sorted((data / "test" / "fractured").iterdir()):
-        with Image.open(path) as img:
-            w, h = img.size
-        rows.append([f"test/fractured/{path.name}", "test", 0, 0, w / 4, h / 4, w, h])
-    with open(data / "boxes.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "split", "x0", "y0", "x1", "y1", "image_w", "image_h"])
-        writer.writerows(rows)
-    return len(rows)
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """(run folder, rows, context, data folder, number of boxed test images)."""
-    pytest.importorskip("tensorflow")
-    from fracture_edge.export.pipeline import ExportOptions, run_export
-    from fracture_edge.export.report import write_reports
-    from fracture_edge.train.synthetic import SyntheticSpec, write_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("heatmaps")
-    data = write_synthetic_dataset(root / "data", SyntheticSpec(train=32, val=12, test=16, image_size=80))
-    boxed = write_boxes(data)
-    run = root / "run"
-    run.mkdir()
-    tiny_run(run, data)
-    rows, context = run_export(ExportOptions(run_dir=run, calib_images=8, num_threads=1))
-    write_reports(run, rows, context)
-    return run, rows, context, data, boxed
+def exported(tiny_export):
+    """(run folder, rows, context, data folder, number of boxed test images) of the shared export."""
+    return tiny_export.run, tiny_export.rows, tiny_export.context, tiny_export.data, tiny_export.boxed
 
 
 def test_every_format_exported_with_a_row(exported):
@@ -135,8 +80,9 @@ def test_report_has_correlations_and_pointing_game_for_every_artifact(exported):
     assert (run / "heatmaps_test.png").stat().st_size > 1000
 
 
-def old_path_artifacts(run: Path, data: Path, out: Path) -> dict[str, Path]:
-    """The same model and calibration exported as before issue 14: no extra output (no heatmap, no features)."""
+def old_path_artifacts(run: Path, data: Path, out: Path, opts) -> dict[str, Path]:
+    """The same model and calibration (opts: the export's options) exported as before issue 14: no extra
+    output (no heatmap, no features)."""
     from fracture_edge.edge_runtime.bundle import input_contract, load_bundle
     from fracture_edge.edge_runtime.formats import DEFAULT_EXPORT_FORMATS, FORMATS
     from fracture_edge.export.calibration import calibration_set
@@ -145,7 +91,8 @@ def old_path_artifacts(run: Path, data: Path, out: Path) -> dict[str, Path]:
 
     contract = input_contract(load_bundle(run))
     model = load_keras_model(run, SIZE)
-    ctx = ExportContext(model, contract, lambda: calibration_set(data, contract, 8, 0), extra_outputs=())
+    ctx = ExportContext(model, contract, lambda: calibration_set(data, contract, opts.calib_images, opts.calib_seed),
+                        extra_outputs=())
     paths = {}
     try:
         for name in DEFAULT_EXPORT_FORMATS:
@@ -156,7 +103,7 @@ def old_path_artifacts(run: Path, data: Path, out: Path) -> dict[str, Path]:
     return paths
 
 
-def test_probability_is_bit_for_bit_the_old_one_and_census_unchanged(exported, tmp_path):
+def test_probability_is_bit_for_bit_the_old_one_and_census_unchanged(exported, tiny_export, tmp_path):
     from fracture_edge.edge_runtime.bundle import load_bundle
     from fracture_edge.edge_runtime.classifier import Classifier
     from fracture_edge.export.embed import embed_bundle
@@ -164,7 +111,7 @@ def test_probability_is_bit_for_bit_the_old_one_and_census_unchanged(exported, t
     from fracture_edge.export.pipeline import embedded_bundle
 
     run, rows, _, data, _ = exported
-    old = old_path_artifacts(run, data, tmp_path)
+    old = old_path_artifacts(run, data, tmp_path, tiny_export.opts)
     bundle = embedded_bundle(load_bundle(run))
     bundle["output"] = {k: v for k, v in bundle["output"].items() if k != "extra"}
     pixels = np.random.default_rng(1).integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8)
