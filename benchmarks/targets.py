@@ -68,13 +68,20 @@ def _size(rows: list[dict], label: str) -> int | None:
     return next((r["file_bytes"] for r in rows if r["label"] == label and r.get("file_bytes")), None)
 
 
-REJECTED_INT8 = "tflite-int8 (rejected)"
+def rejected_label(fmt: str) -> str:
+    """The bench row label of an artifact export rejected (measured with --include-rejected)."""
+    return f"{fmt} (rejected)"
+
+
+def measured_label(rows: list[dict], fmt: str) -> str:
+    """The row a format's targets are judged on: the exported artifact, else the one export rejected."""
+    labels = {r["label"] for r in rows if r["status"] == "ok"}
+    return fmt if fmt in labels or rejected_label(fmt) not in labels else rejected_label(fmt)
 
 
 def int8_label(rows: list[dict]) -> str:
-    """The row the int8 targets are judged on: the exported artifact, else the one export rejected."""
-    labels = {r["label"] for r in rows if r["status"] == "ok"}
-    return "tflite-int8" if "tflite-int8" in labels or REJECTED_INT8 not in labels else REJECTED_INT8
+    """The row the full-integer int8 targets are judged on."""
+    return measured_label(rows, "tflite-int8")
 
 
 def _int8_delta(accuracy: list[dict], key: str, label: str) -> tuple[float | None, str]:
@@ -101,8 +108,9 @@ def evaluate_targets(report: dict) -> list[TargetResult]:
     d_auc, why_auc = _int8_delta(accuracy, "delta_auc", int8_row)
     run = report["run"]
     full = not run.get("quick") and not run.get("sample") and set(BENCH_FORMATS) <= set(run.get("formats", ()))
-    dynamic, fp32 = _p50(rows, lambda label: label == "tflite-int8-dynamic"), _p50(rows, lambda label: label == "tflite-fp32")
-    dynamic_size = _size(rows, "tflite-int8-dynamic")
+    dynamic_row = measured_label(rows, "tflite-int8-dynamic")
+    dynamic, fp32 = _p50(rows, lambda label: label == dynamic_row), _p50(rows, lambda label: label == "tflite-fp32")
+    dynamic_size = _size(rows, dynamic_row)
     by_key = {t.key: t for t in TARGETS}
     results = [
         judge(by_key["int8_p50"], int8, where),
@@ -117,10 +125,11 @@ def evaluate_targets(report: dict) -> list[TargetResult]:
               f"needs ok tflite-int8-dynamic and tflite-fp32 rows at batch {TARGET_BATCH}, {TARGET_THREADS} threads"),
         judge(by_key["dynamic_size"], dynamic_size / 1e6 if dynamic_size else None, "no tflite-int8-dynamic artifact"),
     ]
-    rejected_note = "measured on the int8 artifact export rejected (--include-rejected)" \
-        if int8_row == REJECTED_INT8 else ""
-    return [_annotate(r, "" if r.key.startswith("dynamic") else size_note,
-                      rejected_note if r.key.startswith("int8") else "") for r in results]
+    def rejected_note(key: str) -> str:
+        row = dynamic_row if key.startswith("dynamic") else int8_row if key.startswith("int8") else None
+        return f"measured on the {row.split(' ')[0]} artifact export rejected (--include-rejected)" \
+            if row is not None and row.endswith("(rejected)") else ""
+    return [_annotate(r, "" if r.key.startswith("dynamic") else size_note, rejected_note(r.key)) for r in results]
 
 
 def _annotate(result: TargetResult, *notes: str) -> TargetResult:

@@ -261,3 +261,21 @@ def test_int8_targets_fall_back_to_the_rejected_row_and_say_so():
     assert targets.int8_label(rows) == "tflite-int8 (rejected)"
     assert targets.int8_label(rows + [{"label": "tflite-int8", "status": "ok"}]) == "tflite-int8"
     assert targets.int8_label([{"label": "tflite-fp32", "status": "ok"}]) == "tflite-int8"
+
+
+def test_dynamic_targets_are_judged_on_the_rejected_row_and_say_so():
+    from fracture_edge.benchmarks import targets
+
+    def row(label, p50, size):
+        return {"label": label, "status": "ok", "threads": 2, "batch": 1, "latency": {"p50_ms": p50}, "file_bytes": size}
+
+    report = {"rows": [row("tflite-fp32", 100.0, 28_000_000), row("tflite-int8-dynamic (rejected)", 40.0, 7_500_000)],
+              "accuracy": [], "run": {"input_size": 320, "formats": ["tflite-fp32", "tflite-int8-dynamic"]}, "wall_s": 1.0}
+    results = {r.key: r for r in targets.evaluate_targets(report)}
+    assert results["dynamic_vs_fp32"].measured == 0.4 and results["dynamic_vs_fp32"].met
+    assert "rejected" in results["dynamic_vs_fp32"].verdict
+    assert results["dynamic_size"].measured == 7.5 and results["dynamic_size"].met
+    report["rows"].append(row("tflite-int8-dynamic", 60.0, 7_400_000))
+    results = {r.key: r for r in targets.evaluate_targets(report)}
+    assert results["dynamic_vs_fp32"].measured == 0.6 and not results["dynamic_vs_fp32"].met
+    assert "rejected" not in results["dynamic_vs_fp32"].verdict
