@@ -19,6 +19,7 @@ from ..edge_runtime import atomic
 from ..edge_runtime.formats import EXPORT_FORMATS, MIXED_SUFFIX
 from ..edge_runtime.preprocessing import InputContract
 from .calibration import ImageSet
+from .dynamic_range import FloatBudget
 from .extra_outputs import EXTRA_OUTPUTS, with_extra_outputs
 from .int8_census import dynamic_range_census, int8_census
 
@@ -45,6 +46,7 @@ class ExportContext:
     load_tuning: Callable[[], ImageSet] | None = None
     meter: object | None = None        # footprint.StageMeter: time and memory of each step below
     extra_outputs: tuple[str, ...] = tuple(EXTRA_OUTPUTS)   # beside the probability (extra_outputs.py)
+    dynamic_budget: FloatBudget = field(default_factory=FloatBudget)   # tflite-int8-dynamic's float layers
     _cache: dict = field(default_factory=dict, repr=False)
 
     @contextlib.contextmanager
@@ -302,15 +304,38 @@ def _tflite(precision: str) -> Callable[[ExportContext, Path], dict]:
 
 
 def export_dynamic_range(ctx: ExportContext, path: Path) -> dict:
-    """Dynamic-range int8 with the stem convolution's weights kept float32 (see dynamic_range.py)."""
-    from .dynamic_range import keep_first_convs_float
+    """Dynamic-range int8 with the layers its rounding hurts most kept float32, chosen on held-out training
+    images within a fixed budget (see dynamic_range.py)."""
+    from .dynamic_range import FloatRestorer, choose_float
     from .tflite_export import convert_tflite, tflite_quantization
+    from ..edge_runtime.progress import progress
 
     dynamic = convert_tflite(ctx.tflite_source(), "int8-dynamic")
-    model, kept = keep_first_convs_float(dynamic, ctx.tflite_fp32_bytes())
-    atomic.write_bytes(path, model)
-    return {"quantization": tflite_quantization(path), "int8_weights": {**dynamic_range_census(path),
-                                                                        "float_weights": kept}}
+    restorer = FloatRestorer(dynamic, ctx.tflite_fp32_bytes())
+    pixels = ctx.selection().pixels[:ctx.dynamic_budget.images]
+    with ctx._stage(f"dynamic int8: choose float layers ({len(pixels)} held-out training images)"):
+        choice = choose_float(restorer, lambda model: tflite_logits(model, pixels), ctx.dynamic_budget,
+                              len(pixels), progress)
+    atomic.write_bytes(path, restorer.build(choice.kept))
+    return {"quantization": tflite_quantization(path),
+            "int8_weights": {**dynamic_range_census(path), **choice.to_dict()}}
+
+
+def tflite_logits(model: bytes, pixels, num_threads: int | None = None):
+    """Logits (from the probability output) of a .tflite model given as bytes, in runtime-sized batches."""
+    import numpy as np
+
+    from ..edge_runtime.backends import TfliteBackend
+    from .verify import RUNTIME_CHUNK, chunks
+
+    with tempfile.TemporaryDirectory(prefix="fe-dynamic-") as folder:
+        path = Path(folder) / "candidate.tflite"
+        path.write_bytes(model)
+        backend = TfliteBackend(path, num_threads)
+        probs = np.concatenate([backend.run(pixels[s]).ravel() for s in chunks(len(pixels), RUNTIME_CHUNK)])
+        del backend
+    probs = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    return np.log(probs / (1 - probs))
 
 
 def export_onnx_fp32(ctx: ExportContext, path: Path) -> dict:

@@ -187,13 +187,28 @@ def census_line(census: dict) -> str:
 
 
 def dynamic_line(census: dict) -> str:
-    """'int8 weights in 121 of 121 convolution/dense ops (6.9 of 7.0 MB of weights); activations float32 ...'."""
+    """'int8 weights in 114 of 122 convolution/dense ops (97.6% of the weight bytes); activations float32 ...;
+    float32 kept in 8 layers (...)'."""
     total = census["int8_weight_bytes"] + census["float_weight_bytes"]
     share = census["int8_weight_bytes"] / total if total else 0.0
     kept = census.get("float_weights") or []
-    return (f"int8 weights in {census['int8_weight_ops']} of {census['weighted_ops']} convolution/dense ops "
-            f"({share:.1%} of the weight bytes); activations {census['activations']}"
-            + (f"; float32 weights kept in {', '.join(kept)} (its input, the image, is not quantized)" if kept else ""))
+    line = (f"int8 weights in {census['int8_weight_ops']} of {census['weighted_ops']} convolution/dense ops "
+            f"({share:.1%} of the weight bytes); activations {census['activations']}")
+    if not kept:
+        return line
+    layers = ", ".join(short_layer_name(name) for name in kept)
+    line += f"; float32 weights kept in {len(kept)} layers ({layers})"
+    if "mac_share_float" in census:
+        line += (f", {census['mac_share_float']:.1%} of the multiply-adds, chosen on {census['chosen_on']} by "
+                 f"their own int8 error: logit RMSE {census['logit_rmse']:.3f} vs all int8 "
+                 f"{census['logit_rmse_all_int8']:.3f}")
+    return line
+
+
+def short_layer_name(tensor_name: str) -> str:
+    """'fracture_densenet121_1/conv2_block1_1_relu_1/Relu' -> 'conv2_block1_1_relu_1'."""
+    parts = tensor_name.split("/")
+    return parts[1] if len(parts) > 1 else tensor_name
 
 
 def method_line(facts: dict) -> str:
