@@ -102,11 +102,12 @@ class ExportContext:
         return self._saved_model("saved_model", self.model)
 
     def tflite_fp32_bytes(self) -> bytes:
-        """The float32 conversion of tflite_source(), made once (dynamic range takes its stem weights from it)."""
+        """The float32 conversion of tflite_source(), made once: the tflite-fp32 artifact and the float layers of
+        tflite-int8-dynamic (dynamic_range.py) are both this."""
         if "tflite_fp32" not in self._cache:
             from .tflite_export import convert_tflite
 
-            with self._stage("TFLite float32 conversion (reference weights)"):
+            with self._stage("TFLite float32 conversion"):
                 self._cache["tflite_fp32"] = convert_tflite(self.tflite_source(), "fp32")
         return self._cache["tflite_fp32"]
 
@@ -290,6 +291,9 @@ def _tflite(precision: str) -> Callable[[ExportContext, Path], dict]:
 
         if precision == "int8-dynamic":
             return export_dynamic_range(ctx, path)
+        if precision == "fp32":       # the one float32 conversion, shared with dynamic range's float layers
+            atomic.write_bytes(path, ctx.tflite_fp32_bytes())
+            return {"quantization": tflite_quantization(path)}
         if precision != "int8":
             atomic.write_bytes(path, convert_tflite(ctx.tflite_source(), precision))
             return {"quantization": tflite_quantization(path)}
