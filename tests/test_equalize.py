@@ -141,28 +141,18 @@ def test_calibration_records_concat_ranges_as_the_union_of_inputs(equalized):
     assert concat_range_violations(calibrated_model(model, pixels)) == []
 
 
+@pytest.mark.xdist_group("tiny_export")   # the worker that builds the shared export
 @pytest.mark.parametrize("fmt", ["tflite-int8", "onnx-int8"])
-def test_int8_export_of_the_equalized_model(equalized, fmt, tmp_path):
-    from fracture_edge.edge_runtime.bundle import SCHEMA_VERSION
-    from fracture_edge.edge_runtime.formats import FORMATS
-    from fracture_edge.edge_runtime.preprocessing import InputContract
-    from fracture_edge.export.calibration import ImageSet
-    from fracture_edge.export.exporters import EXPORTERS, ExportContext
-    from fracture_edge.export.verify import runtime_probs
+def test_int8_export_of_the_equalized_model(tiny_export, fmt):
+    """The shared tiny export (equalization on by default) quantized an equalized copy, and its artifact runs."""
+    from export_fixture import SIZE as EXPORT_SIZE
 
-    model, _, pixels, _ = equalized
-    images = ImageSet(pixels, np.zeros(len(pixels), np.int64), ("x",) * len(pixels), (), "synthetic")
-    ctx = ExportContext(model, InputContract(size=SIZE), lambda: images)
-    path = tmp_path / FORMATS[fmt].filename
-    try:
-        facts = EXPORTERS[fmt](ctx, path)
-    finally:
-        ctx.close()
-    assert facts["equalized"] is True and facts["equalized_concat_channels"] > 0
-    bundle = {"schema_version": SCHEMA_VERSION, "input": InputContract(size=SIZE).to_dict(), "output": {"kind": "sigmoid", "positive_index": 0},
-              "labels": ["not_fractured", "fractured"], "positive_label": "fractured",
-              "thresholds": {"balanced": 0.5, "screening": 0.2, "default": "balanced"}}
-    probs = runtime_probs(path, random_pixels(4, 200), bundle=bundle)
+    from fracture_edge.edge_runtime.classifier import Classifier
+
+    row = next(r for r in tiny_export.rows if r.format == fmt)
+    assert row.facts["equalized"] is True and row.facts["equalized_concat_channels"] > 0
+    pixels = np.random.default_rng(200).integers(0, 256, (4, EXPORT_SIZE, EXPORT_SIZE, 3), dtype=np.uint8)
+    probs = Classifier(tiny_export.run / row.file).predict_pixels(pixels)
     assert probs.shape == (4,) and np.all((probs >= 0) & (probs <= 1))
 
 
