@@ -43,8 +43,12 @@ browser:
 demo: venv
 	$(BIN)/fracture-edge demo
 
+# Two workers (the 2 cores: TensorFlow's converters are mostly single-threaded); the tests that share the tiny
+# export are one xdist group, so one worker builds it once.
+PYTEST_WORKERS ?= 2
+
 test: venv tflite-runtime-venv browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow and not android"
