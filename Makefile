@@ -43,12 +43,12 @@ browser:
 demo: venv
 	$(BIN)/fracture-edge demo
 
-# Two workers (the 2 cores: TensorFlow's converters are mostly single-threaded); the tests that share the tiny
-# export are one xdist group, so one worker builds it once.
+# Two workers (the 2 cores: TensorFlow's converters are mostly single-threaded); the tiny export the export
+# tests share is built once per session (tests/conftest.py: a file lock across the workers).
 PYTEST_WORKERS ?= 2
 
 test: venv tflite-runtime-venv browser
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow and not android"

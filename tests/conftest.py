@@ -123,9 +123,32 @@ def unreadable(request):
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory):
     """export_fixture.TinyExport: one tiny 64-px run exported in every default format, shared by the export
-    tests (test_export, test_heatmaps_export, test_export_staging); needs TensorFlow. Never modify its run
-    folder: export a copy (export_fixture.copy_run)."""
+    tests (test_export, test_heatmaps_export, test_export_staging, test_equalize); needs TensorFlow. Never
+    modify its run folder: export a copy (export_fixture.copy_run).
+
+    Built once per test session, also under pytest-xdist (`make test` runs two workers): the first worker to
+    need it builds it under a file lock in the session's shared temp folder; the others wait and read it."""
     pytest.importorskip("tensorflow")
+    import fcntl
+    import pickle
+
     from export_fixture import build_tiny_export
 
-    return build_tiny_export(tmp_path_factory.mktemp("tiny-export"))
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base   # xdist: .../pytest-N/popen-gwK
+    with open(shared / "tiny-export.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "tiny-export.pickle"
+        if done.is_file():
+            return pickle.loads(done.read_bytes())
+        folder = shared / "tiny-export"
+        if folder.exists():          # a worker that died while building: start again
+            import shutil
+
+            shutil.rmtree(folder)
+        folder.mkdir()
+        export = build_tiny_export(folder)
+        tmp = done.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(export))
+        os.replace(tmp, done)
+        return export

@@ -141,7 +141,6 @@ def test_calibration_records_concat_ranges_as_the_union_of_inputs(equalized):
     assert concat_range_violations(calibrated_model(model, pixels)) == []
 
 
-@pytest.mark.xdist_group("tiny_export")   # the worker that builds the shared export
 @pytest.mark.parametrize("fmt", ["tflite-int8", "onnx-int8"])
 def test_int8_export_of_the_equalized_model(tiny_export, fmt):
     """The shared tiny export (equalization on by default) quantized an equalized copy, and its artifact runs."""

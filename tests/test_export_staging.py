@@ -19,8 +19,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.xdist_group("tiny_export")   # its slow tests share the export with tests/test_export.py
-
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "models"
 FP32, FP16, INT8 = "model_fp32.tflite", "model_fp16.tflite", "model_int8.tflite"
 

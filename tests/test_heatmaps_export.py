@@ -14,7 +14,7 @@ import pytest
 
 from export_fixture import SIZE
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiny_export")]   # one worker builds the shared export
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
