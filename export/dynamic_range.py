@@ -106,7 +106,6 @@ class FloatRestorer:
 
         self._utils = flatbuffer_utils
         schema, _ = _op_names()
-        self._schema = schema
         self.model = flatbuffer_utils.convert_bytearray_to_object(dynamic)
         reference = flatbuffer_utils.convert_bytearray_to_object(float_model)
         ref_graph = reference.subgraphs[0]
@@ -178,21 +177,20 @@ def choose_float(restorer: FloatRestorer, logits: Callable[[bytes], np.ndarray],
     candidates = restorer.candidates
     reference = logits(restorer.build([op.name for op in candidates]))
 
-    def rmse(float_names) -> float:
-        return float(np.sqrt(np.mean((logits(restorer.build(float_names)) - reference) ** 2)))
+    def mse(float_names) -> float:
+        return float(np.mean((logits(restorer.build(float_names)) - reference) ** 2))
 
-    errors = {}
-    for op in progress(candidates, "dynamic int8: error of each layer", len(candidates)):
-        alone = restorer.build([other.name for other in candidates if other.name != op.name])
-        errors[op.name] = float(np.mean((logits(alone) - reference) ** 2))
+    errors = {op.name: mse([other.name for other in candidates if other.name != op.name])
+              for op in progress(candidates, "dynamic int8: error of each layer", len(candidates))}
     kept = choose_float_ops(restorer.ops, errors, budget)
-    chosen = set(kept)
-    total_weights = sum(op.weights for op in restorer.ops) or 1
-    total_macs = sum(op.macs for op in restorer.ops) or 1
-    left = sum(v for k, v in errors.items() if k not in chosen)
-    choice = FloatChoice(kept, errors, sum(op.weights for op in restorer.ops if op.name in chosen) / total_weights,
-                         sum(op.macs for op in restorer.ops if op.name in chosen) / total_macs,
-                         float(np.sqrt(left)), rmse(kept), rmse(()), images)
+    chosen = [op for op in restorer.ops if op.name in set(kept)]
+
+    def share(attribute: str) -> float:
+        return sum(getattr(op, attribute) for op in chosen) / (sum(getattr(op, attribute) for op in restorer.ops) or 1)
+
+    left = sum(v for k, v in errors.items() if k not in set(kept))
+    choice = FloatChoice(kept, errors, share("weights"), share("macs"), float(np.sqrt(left)),
+                         float(np.sqrt(mse(kept))), float(np.sqrt(mse(()))), images)
     log.info("dynamic int8: %d of %d layers kept float32 (%.1f %% of weights, %.1f %% of multiply-adds); "
              "logit RMSE %.3f (all int8: %.3f) on %d held-out training images", len(kept), len(restorer.ops),
              100 * choice.weight_share, 100 * choice.mac_share, choice.measured_rmse, choice.plain_rmse, images)
