@@ -16,6 +16,7 @@ import numpy as np
 
 from . import atomic
 from .confidence import auc_ci, format_ci, metric_cis
+from .shifts import STABILITY_PROBES
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,20 @@ def _subgroup_section(paths: list[str], y: np.ndarray, p: np.ndarray, rows: dict
 def _shift_section(run: Path) -> list[str]:
     suites = sorted(run.glob("shifts_*_test.json"))
     if not suites:
-        return ["Not run yet: `fracture-edge eval RUN --shifts` scores the test split under 17 acquisition shifts."]
+        return ["Not run yet: `fracture-edge eval RUN --shifts` scores the test split under 17 acquisition shifts and 3 stability probes."]
     result = _read_json(suites[0]) or {}
     lines = [f"From `{suites[0].name}` ({result.get('format')}, n = {result.get('n')}):", "",
-             "| shift | AUC (95 % CI) |", "|---|---|", f"| clean | {format_ci(result['clean'])} |"]
-    lines += [f"| {name} | {format_ci(row['auc'])} |" for name, row in result.get("shifts", {}).items()]
+             "| shift | AUC (95 % CI) | decisions kept (balanced / screening) |", "|---|---|---|",
+             f"| clean | {format_ci(result['clean'])} | |"]
+    for name, row in result.get("shifts", {}).items():
+        kept = row.get("decisions_kept", {})
+        kept_text = " / ".join(f"{kept[p]:.1%}" for p in ("balanced", "screening") if p in kept)
+        label = f"{name} (stability probe)" if name in STABILITY_PROBES else name
+        lines.append(f"| {label} | {format_ci(row['auc'])} | {kept_text} |")
     if result.get("worst"):
         lines += ["", f"Worst: {result['worst']['shift']} (AUC {result['worst']['auc']:.3f}); "
-                      f"mean over shifts {result['mean_auc']:.3f}."]
+                      f"mean over acquisition shifts {result['mean_auc']:.3f} (stability probes left out: "
+                      "they measure whether a decision survives an invisible change)."]
     return lines
 
 

@@ -136,6 +136,14 @@ def dither(levels: int) -> Shift:
     return lambda gray, rng: _to_uint8(gray + rng.integers(-levels, levels + 1, gray.shape))
 
 
+def resample_bicubic(gray, rng):
+    """The model input passed through a second resampler: up 2x with bicubic, back down with a box filter.
+    Not an acquisition shift: another viewer's or converter's interpolation, as small as a dither."""
+    n = gray.shape[0]
+    up = Image.fromarray(gray).resize((2 * n, 2 * n), Image.Resampling.BICUBIC)
+    return np.asarray(up.resize((n, n), Image.Resampling.BOX))
+
+
 def low_resolution(side: int) -> Shift:
     """A small stored image: down to `side` pixels and back up with the contract's filter."""
     def shift(gray, rng):
@@ -163,10 +171,14 @@ SHIFTS: dict[str, Shift] = {
     "noise-8": noise(8.0),
     "low-res-128": low_resolution(128),
     "dither-1": dither(1),
+    "jpeg-90": jpeg(90),
+    "resample-bicubic": resample_bicubic,
 }
 
 
-STABILITY_PROBES = ("dither-1",)   # scored like shifts, left out of the worst / mean over acquisition shifts
+# Invisible changes, scored like shifts (decisions kept at both thresholds) but left out of the worst / mean over
+# acquisition shifts: a +-1 grey-level dither, a re-encode at JPEG quality 90, a second resampler.
+STABILITY_PROBES = ("dither-1", "jpeg-90", "resample-bicubic")
 
 
 def shift_names() -> tuple[str, ...]:

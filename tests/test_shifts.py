@@ -95,3 +95,17 @@ def test_dither_moves_pixels_by_at_most_one_level(pixels):
     out = apply_shift("dither-1", pixels, seed=0).astype(int)
     change = out - pixels.astype(int)
     assert np.abs(change).max() == 1 and 0.5 < (change != 0).mean() < 0.8
+
+
+@pytest.mark.parametrize("name", ["dither-1", "jpeg-90", "resample-bicubic"])
+def test_stability_probes_are_invisible_deterministic_and_left_out_of_the_worst(name, pixels):
+    from fracture_edge.edge_runtime.shift_scores import worst_and_mean
+    from fracture_edge.edge_runtime.shifts import STABILITY_PROBES
+
+    out = apply_shift(name, pixels, seed=3)
+    change = np.abs(out.astype(int) - pixels.astype(int))
+    assert out.shape == pixels.shape and np.array_equal(out, apply_shift(name, pixels, seed=3))
+    assert 0 < change.mean() < 2.0 and np.median(change) <= 1   # about a grey level; more only at sharp edges
+    assert name in STABILITY_PROBES
+    rows = {"invert": {"auc": {"value": 0.8}}, name: {"auc": {"value": 0.1}}}
+    assert worst_and_mean(rows) == {"worst": {"shift": "invert", "auc": 0.8}, "mean_auc": 0.8, "acquisition_shifts": 1}

@@ -97,8 +97,9 @@ def shift_table_lines(result: dict) -> list[str]:
         lines += ["", f"Worst: {result['worst']['shift']} (AUC {result['worst']['auc']:.3f}); "
                       f"mean over {result['acquisition_shifts']} "
                       f"acquisition shifts: {result['mean_auc']:.3f}. Decisions kept: share of images whose "
-                      "decision is the same as on the clean image; dither-1 (each pixel +-1 grey level) is a "
-                      "stability probe, not a shift, and is left out of the worst and the mean."]
+                      "decision is the same as on the clean image; the stability probes (dither-1: each pixel +-1 grey "
+                      "level; jpeg-90: re-encoded at quality 90; resample-bicubic: a second resampler) are "
+                      "invisible changes, not shifts, and are left out of the worst and the mean."]
     return lines
 
 
