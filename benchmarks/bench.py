@@ -39,6 +39,7 @@ from .stats import percentile
 from .shift_suite import shift_suite
 from .runner import NO_TENSORFLOW, group_jobs, plan_jobs, run_group
 from .targets import evaluate_targets
+from ..edge_runtime.bundle_schema import THRESHOLD_NAMES
 
 log = logging.getLogger(__name__)
 ORDER = {name: i for i, name in enumerate(FORMATS)}
@@ -60,7 +61,7 @@ def _bench(options: BenchOptions, command: str, started: float) -> dict:
     load_before = _load_average()
     run_dir = Path(options.run).resolve()
     bundle = load_bundle(run_dir)
-    thresholds = {k: float(bundle["thresholds"][k]) for k in ("balanced", "screening")}
+    thresholds = {k: float(bundle["thresholds"][k]) for k in THRESHOLD_NAMES}
     images, pixels = load_images(options.data, options.split, input_contract(bundle), options.sample)
     jobs, skipped = plan_jobs(options, run_dir)
     macs, macs_method = count_model_macs(run_dir)

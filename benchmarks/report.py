@@ -8,6 +8,7 @@ from ..edge_runtime import atomic
 from ..edge_runtime.confidence import RATES, format_ci, format_difference
 from .environment import device_line
 from .shift_suite import shift_lines
+from ..edge_runtime.bundle_schema import THRESHOLD_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def interval_table(rows: list[dict]) -> list[str]:
              "resamples for the row and the reference), p two-sided.", "",
              "| row | threshold | " + " | ".join(RATES) + " |", "|---|---|" + "--:|" * len(RATES)]
     for r in measured:
-        for point in ("balanced", "screening"):
+        for point in THRESHOLD_NAMES:
             if point in r["ci"]:
                 lines.append(f"| {r['label']} | {point} | " + " | ".join(format_ci(r["ci"][point][rate])
                                                                         for rate in RATES) + " |")

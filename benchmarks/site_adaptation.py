@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..edge_runtime.bundle_schema import THRESHOLD_NAMES
+
 log = logging.getLogger(__name__)
 
 SIZES = (25, 50, 100)
@@ -91,7 +93,7 @@ def score_rest(y: np.ndarray, adapted: np.ndarray, base: np.ndarray, bundle: dic
 
     out = {"n": int(y.size), "n_positive": int(y.sum()), "auc_adapted": auc_ci(y, adapted, n=500),
            "auc_base": auc_ci(y, base, n=500)}
-    for name in ("balanced", "screening"):
+    for name in THRESHOLD_NAMES:
         a = metrics_at(y, adapted, bundle["thresholds"][name])
         b = metrics_at(y, base, base_bundle["thresholds"][name])
         out[name] = {"adapted": {k: a[k] for k in ("sensitivity", "specificity")},

@@ -40,6 +40,7 @@ from .classifier import open_classifier
 from .dataset import LABELS
 from .metrics import SCREENING_SENSITIVITY
 from .model_card import CARD_FILENAME, write_model_card
+from .bundle_schema import THRESHOLD_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def adapted_bundle(base: dict, report: dict, fitted, artifacts: dict) -> dict:
                                       "auc": ev["auc"]["value"],
                                       **{p: {"sensitivity": ev[p]["sensitivity"]["value"],
                                              "specificity": ev[p]["specificity"]["value"]}
-                                         for p in ("balanced", "screening")}}}
+                                         for p in THRESHOLD_NAMES}}}
     bundle["data"] = {"source": report["data"], "adapted_on": True,
                       "splits": {"local": {"images": n, "fractured": report["counts"].get(LABELS[1], 0)}}}
     bundle["artifacts"] = artifacts

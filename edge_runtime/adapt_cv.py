@@ -18,10 +18,10 @@ import numpy as np
 
 from .adapt_head import AdaptedHead, class_weights, fit_path
 from .metrics import choose_thresholds
+from .bundle_schema import THRESHOLD_NAMES
 
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 13))   # 1e-4 .. 1e2, half a decade apart
 FOLDS = 5
-OPERATING_POINTS = ("balanced", "screening")
 
 
 @dataclass(frozen=True)
@@ -103,13 +103,13 @@ def nested_scores(x: np.ndarray, y: np.ndarray, target_sensitivity: float, Cs=C_
     """Probabilities and decisions of fit_head's whole procedure, each image scored by a fold that held it out."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y).astype(np.int64)
     probs = np.zeros(len(y))
-    decisions = {name: np.zeros(len(y), bool) for name in OPERATING_POINTS}
+    decisions = {name: np.zeros(len(y), bool) for name in THRESHOLD_NAMES}
     fold_C = []
     for held in folds_for(y, k, seed):
         train = np.setdiff1d(np.arange(len(y)), held)
         fitted = fit_head(x[train], y[train], target_sensitivity, Cs, k, seed + 1)
         probs[held] = fitted.head.probabilities(x[held])
-        for name in OPERATING_POINTS:
+        for name in THRESHOLD_NAMES:
             decisions[name][held] = probs[held] >= fitted.thresholds[name]
         fold_C.append(fitted.C)
     return NestedScores(probs, decisions, tuple(fold_C))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .adapt_cv import OPERATING_POINTS, nested_scores
+from .adapt_cv import nested_scores
 from .confidence import auc_ci, format_ci, operating_point_cis, paired_auc_difference
+from .bundle_schema import THRESHOLD_NAMES
 
 RULE = ("the adapted head clearly beats the baseline when the 95 % CI of the paired AUC difference "
         "(adapted - baseline, stratified bootstrap, same images) lies above 0")
@@ -26,7 +27,7 @@ def _rates(y: np.ndarray, decided: np.ndarray) -> dict:
 def _scored(y: np.ndarray, scores, target: float, folds: int, seed: int) -> tuple[dict, np.ndarray]:
     nested = nested_scores(scores, y, target, k=folds, seed=seed)
     entry = {"auc": auc_ci(y, nested.probabilities), "fold_C": list(nested.fold_C)}
-    entry.update({name: _rates(y, nested.decisions[name]) for name in OPERATING_POINTS})
+    entry.update({name: _rates(y, nested.decisions[name]) for name in THRESHOLD_NAMES})
     return entry, nested.probabilities
 
 
@@ -37,7 +38,7 @@ def evaluate_adaptation(local, base_thresholds: dict, target: float, folds: int,
     adapted, adapted_probs = _scored(y, local.features, target, folds, seed)
     baseline, baseline_probs = _scored(y, local.image_stats, target, folds, seed)
     base = {"auc": auc_ci(y, local.base_probabilities)}
-    for name in OPERATING_POINTS:
+    for name in THRESHOLD_NAMES:
         base[name] = _rates(y, local.base_probabilities >= float(base_thresholds[name]))
         base[name]["threshold"] = float(base_thresholds[name])
     versus_baseline = paired_auc_difference(y, baseline_probs, adapted_probs)
@@ -63,7 +64,7 @@ def baseline_warning(evaluation: dict) -> str | None:
 
 def _row(name: str, entry: dict) -> str:
     cells = [format_ci(entry["auc"])]
-    for point in OPERATING_POINTS:
+    for point in THRESHOLD_NAMES:
         cells += [format_ci(entry[point]["sensitivity"]), format_ci(entry[point]["specificity"])]
     return f"| {name} | " + " | ".join(cells) + " |"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .metrics import metrics_at, roc_auc
+from .bundle_schema import THRESHOLD_NAMES
 
 N_RESAMPLES = 2000
 LEVEL = 0.95
@@ -58,7 +59,7 @@ def metric_cis(y_true, scores, thresholds: dict, n: int = N_RESAMPLES, seed: int
     """{"auc": {...}, "<operating point>": {rate: {...}}} for the bundle's numeric thresholds."""
     out = {"auc": auc_ci(y_true, scores, n, seed), "resamples": n, "level": LEVEL, "method": "stratified bootstrap"}
     for name, value in thresholds.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and name in ("balanced", "screening"):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and name in THRESHOLD_NAMES:
             out[name] = operating_point_cis(y_true, scores, float(value), n, seed)
     return out
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .bundle_schema import THRESHOLD_NAMES
+
 SCREENING_SENSITIVITY = 0.95
 
 
@@ -116,7 +118,7 @@ def summarize(y_true, scores, thresholds: dict) -> dict:
     """AUC plus metrics_at each named threshold ('balanced', 'screening')."""
     out = {"n": int(np.asarray(y_true).size), "n_positive": int(np.asarray(y_true).sum()),
            "auc": roc_auc(y_true, scores)}
-    for name in ("balanced", "screening"):
+    for name in THRESHOLD_NAMES:
         if name in thresholds:
             out[name] = metrics_at(y_true, scores, thresholds[name])
     return out

@@ -17,6 +17,7 @@ import numpy as np
 from . import atomic
 from .confidence import auc_ci, format_ci, metric_cis
 from .shifts import STABILITY_PROBES
+from .bundle_schema import THRESHOLD_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def _metrics_section(y: np.ndarray, p: np.ndarray, thresholds: dict) -> list[str
     cis = metric_cis(y, p, thresholds)
     lines = [f"AUC {format_ci(cis['auc'])}, n = {y.size} ({int(y.sum())} fractured).", "",
              "| operating point | threshold | sensitivity | specificity | precision | F1 |", "|---|---|---|---|---|---|"]
-    for name in ("balanced", "screening"):
+    for name in THRESHOLD_NAMES:
         if name in cis:
             c = cis[name]
             lines.append(f"| {name} | {thresholds[name]:.3f} | {format_ci(c['sensitivity'])} | "
@@ -90,7 +91,7 @@ def _shift_section(run: Path) -> list[str]:
              f"| clean | {format_ci(result['clean'])} | |"]
     for name, row in result.get("shifts", {}).items():
         kept = row.get("decisions_kept", {})
-        kept_text = " / ".join(f"{kept[p]:.1%}" for p in ("balanced", "screening") if p in kept)
+        kept_text = " / ".join(f"{kept[p]:.1%}" for p in THRESHOLD_NAMES if p in kept)
         label = f"{name} (stability probe)" if name in STABILITY_PROBES else name
         lines.append(f"| {label} | {format_ci(row['auc'])} | {kept_text} |")
     if result.get("worst"):
@@ -109,10 +110,10 @@ def _export_section(run: Path) -> list[str]:
     for row in report.get("rows", []):
         gate = row.get("gate") or {}
         points, floor = gate.get("per_threshold", {}), gate.get("noise_floor") or {}
-        agree = " / ".join(f"{points[k]['agreement']:.2%}" for k in ("balanced", "screening") if k in points)
-        flips = " / ".join(f"{floor[k]['flips']} ({floor[k]['dither_flips']})" for k in ("balanced", "screening")
+        agree = " / ".join(f"{points[k]['agreement']:.2%}" for k in THRESHOLD_NAMES if k in points)
+        flips = " / ".join(f"{floor[k]['flips']} ({floor[k]['dither_flips']})" for k in THRESHOLD_NAMES
                            if k in floor) or ("exactness" if gate.get("rule") == "exact" else "")
-        d_f1 = " / ".join(f"{points[k]['d_f1']:+.3f}" for k in ("balanced", "screening") if k in points)
+        d_f1 = " / ".join(f"{points[k]['d_f1']:+.3f}" for k in THRESHOLD_NAMES if k in points)
         d_auc = f"{gate['auc'] - gate['auc_ref']:+.4f}" if gate.get("auc") is not None and gate.get("auc_ref") is not None else ""
         size = f"{row['bytes'] / 1e6:.1f}" if row.get("bytes") else ""
         verdict = {"ok": "pass", "gate failed": "rejected"}.get(row["status"], row["status"])

@@ -11,8 +11,8 @@ import numpy as np
 from .confidence import N_RESAMPLES, auc_ci, paired_auc_difference
 from .metrics import agreement
 from .shifts import STABILITY_PROBES, shift_names
+from .bundle_schema import THRESHOLD_NAMES
 
-OPERATING_POINTS = ("balanced", "screening")
 
 
 def parse_shift_names(text: str | None) -> tuple[str, ...]:
@@ -30,7 +30,7 @@ def score_shift(y_true, clean, probs, thresholds: dict, n: int = N_RESAMPLES, se
     return {"auc": auc_ci(y_true, probs, n, seed),
             "delta_vs_clean": paired_auc_difference(y_true, clean, probs, n, seed),
             "decisions_kept": {point: agreement(clean, probs, float(thresholds[point]))
-                               for point in OPERATING_POINTS if point in thresholds}}
+                               for point in THRESHOLD_NAMES if point in thresholds}}
 
 
 def worst_and_mean(rows: dict) -> dict:

@@ -8,6 +8,7 @@ from ..edge_runtime import atomic
 from ..edge_runtime.confidence import RATES, format_ci, format_difference
 from .gates import finite_or_none
 from .heatmap_check import report_lines
+from ..edge_runtime.bundle_schema import THRESHOLD_NAMES
 
 REPORT_SCHEMA = "fracture_edge.export_report/1"
 JSON_NAME, MD_NAME = "export_report.json", "export_report.md"
@@ -96,7 +97,7 @@ def verdict_lines(rows: list, rules: dict) -> list[str]:
         cells = [row.format, "pass" if row.ok else "rejected"]
         cells += [f"{'' if t['passed'] else '**'}{t['value']:+.4f} ({t['ci_low']:+.4f} to {t['ci_high']:+.4f})"
                   f"{'' if t['passed'] else '**'}" if (t := tests.get(c)) else "–" for c in NI_COLUMNS]
-        cells += [floor_cell(floor.get(name)) for name in ("balanced", "screening")]
+        cells += [floor_cell(floor.get(name)) for name in THRESHOLD_NAMES]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -124,7 +125,7 @@ def uncertainty_lines(rows: list, keras: dict | None) -> list[str]:
         metrics, vs = entry["metrics"], entry.get("auc_vs_reference")
         head = [name, format_ci(metrics["auc"]), "reference" if name == "keras" else
                 format_difference(vs, 4) if vs else "–"]
-        for point in ("balanced", "screening"):
+        for point in THRESHOLD_NAMES:
             if point in metrics:
                 cells = head + [point] + [format_ci(metrics[point][rate]) for rate in RATES]
                 lines.append("| " + " | ".join(cells) + " |")

@@ -17,6 +17,7 @@ from ..edge_runtime.metrics import summarize
 from ..export.footprint import peak_rss_mb
 from .activations import load_split
 from .result_names import is_home, result_name
+from ..edge_runtime.bundle_schema import THRESHOLD_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def format_metrics_lines(result: dict) -> list[str]:
     auc = f"{result['auc']:.4f}" + (f" (95 % CI {ci['auc']['ci_low']:.3f}-{ci['auc']['ci_high']:.3f})" if "auc" in ci else "")
     lines = [f"{result.get('format', 'model')} on {result.get('split', '?')}: n={result['n']} "
              f"(fractured {result['n_positive']}), AUC {auc}{cost}"]
-    for name in ("balanced", "screening"):
+    for name in THRESHOLD_NAMES:
         if name in result:
             m = result[name]
             lines.append(f"  {name:9s} t={m['threshold']:.4f}  acc {m['accuracy']:.3f}  prec {m['precision']:.3f}  "

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..edge_runtime import atomic
 from ..edge_runtime.metrics import confusion, pr_curve, roc_auc, roc_curve
+from ..edge_runtime.bundle_schema import THRESHOLD_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def plot_roc_pr(plt, splits: dict, probs: dict, thresholds: dict, path: Path) ->
 def plot_confusions(plt, split, probs: np.ndarray, thresholds: dict, path: Path) -> None:
     """Both thresholds side by side; counts in white on dark cells, the class names only on the left axis."""
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.2), constrained_layout=True)
-    for ax, tname in zip(axes, ("balanced", "screening")):
+    for ax, tname in zip(axes, THRESHOLD_NAMES):
         c = confusion(split.targets, probs, thresholds[tname])
         matrix = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
         ax.imshow(matrix, cmap="Blues", vmin=0)

@@ -25,6 +25,7 @@ from ..edge_runtime.shift_scores import score_shifts
 from ..edge_runtime.shifts import STABILITY_PROBES, apply_shift, shift_names
 from .evaluate import load_run_split
 from .result_names import is_home, result_name
+from ..edge_runtime.bundle_schema import THRESHOLD_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def shift_table_lines(result: dict) -> list[str]:
              "|---|---|---|---|---|", f"| clean | {format_ci(result['clean'])} | | | |"]
     for name, row in result["shifts"].items():
         kept = row.get("decisions_kept", {})
-        kept_text = " / ".join(f"{kept[p]:.1%}" for p in ("balanced", "screening") if p in kept)
+        kept_text = " / ".join(f"{kept[p]:.1%}" for p in THRESHOLD_NAMES if p in kept)
         delta = row["delta_vs_clean"]
         lines.append(f"| {name} | {format_ci(row['auc'])} | {format_change(delta)} | {delta['p_value']:.3f} "
                      f"| {kept_text} |")
