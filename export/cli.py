@@ -19,6 +19,7 @@ VERDICT_FLAGS = {
 
 def register(subparsers) -> None:
     from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS
+    from .onnx_export import OPSET
 
     p = subparsers.add_parser("export", help="export TFLite/ONNX artifacts and verify each on real images",
                               description=__doc__.splitlines()[0])
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
                         "tflite-fp16, tflite-fp32) and bundle.json here")
     p.add_argument("--threads", type=int, default=None,
                    help="runtime threads used for verification (default: all CPU cores)")
-    p.add_argument("--onnx-opset", type=int, default=17)
+    p.add_argument("--onnx-opset", type=int, default=OPSET)
     p.add_argument("--onnx-reduce-range", action="store_true", help="7-bit weights for onnx-int8 (old x86 CPUs)")
     p.add_argument("--no-int8-fallback", action="store_true", help=argparse.SUPPRESS)   # the default now: a no-op
     p.add_argument("--no-equalize", action="store_true",

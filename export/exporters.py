@@ -22,6 +22,7 @@ from .calibration import ImageSet
 from .dynamic_range import FloatBudget
 from .extra_outputs import EXTRA_OUTPUTS, with_extra_outputs
 from .int8_census import dynamic_range_census, int8_census
+from .onnx_export import OPSET
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class ExportContext:
     contract: InputContract
     load_calibration: Callable[[], ImageSet]
     load_selection: Callable[[tuple[str, ...]], ImageSet] | None = None
-    onnx_opset: int = 17
+    onnx_opset: int = OPSET
     onnx_reduce_range: bool = False
     int8_denylist: tuple[str, ...] = ()       # tflite-int8 ops kept in float (a mixed model)
     onnx_int8_exclude: tuple[str, ...] = ()   # onnx-int8 nodes kept in float

@@ -29,6 +29,7 @@ from .compat import check_artifact
 from .exporters import EXPORTERS, ExportContext
 from .extra_outputs import declare_extra_outputs
 from .heatmap_check import verify_heatmaps
+from .onnx_export import OPSET
 from .footprint import StageMeter, peak_rss_mb, release_memory, rss_mb
 from .gates import VerdictRules, is_exact_format
 from .outcome import GATE_FAILED, deploy_choice
@@ -55,7 +56,7 @@ class ExportOptions:
     verify_splits: tuple[str, ...] = ("val", "test")
     android_assets: str | None = None
     gates: VerdictRules = field(default_factory=VerdictRules)
-    onnx_opset: int = 17
+    onnx_opset: int = OPSET
     onnx_reduce_range: bool = False
     selection_images: int = 400         # held-out training images that choose the float ops of a *-int8-mixed row
     equalize: bool = True
