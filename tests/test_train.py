@@ -157,3 +157,30 @@ def test_shift_suite_lands_in_the_model_card(trained_run, synthetic_data):
     assert main(["eval", str(trained_run), "--data", str(synthetic_data), "--shifts", "gamma-1.6"]) == 0
     card = (trained_run / "model_card.md").read_text()
     assert "| gamma-1.6 |" in card and "Not run yet" not in card
+
+
+def test_stability_training_trains_the_saved_model_and_records_it(synthetic_data, tmp_path):
+    """--stability fits both stages on (view, dithered view) pairs; the pairs share the model's own layers, so the
+    saved model is the trained one (its test scores match the ones written at training time)."""
+    import keras
+
+    from fracture_edge.edge_runtime.preprocessing import InputContract, load_model_input
+
+    run = tmp_path / "stable"
+    code = main(["train", "--data", str(synthetic_data), "--out", str(run), "--weights", "none", "--size", "32",
+                 "--views", "2", "--head-epochs", "2", "--finetune-epochs", "1", "--batch-size", "8",
+                 "--stability", "0.5"])
+    assert code == 0
+    bundle = load_bundle(run)
+    assert bundle["hparams"]["stability"] == 0.5
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["head"]["val_auc"]) >= 1 and len(history["finetune"]["val_auc"]) == 1
+    preds = json.loads((run / "predictions.json").read_text())["test"]
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    pixels = np.stack([load_model_input(p, InputContract(size=32)) for p in preds["paths"]])
+    assert np.allclose(model.predict(pixels.astype(np.float32), verbose=0).ravel(), preds["probabilities"], atol=1e-4)
+
+
+def test_a_negative_stability_weight_is_one_clear_line(synthetic_data, tmp_path, capsys):
+    assert main(["train", "--data", str(synthetic_data), "--out", str(tmp_path / "x"), "--stability", "-1"]) != 0
+    assert "--stability must be >= 0" in capsys.readouterr().err

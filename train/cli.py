@@ -48,6 +48,9 @@ def _register_train(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping patience (val AUC)")
     p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--stability", type=float, default=d.stability,
+                   help="weight of a logit-consistency term between each training view and its +-1 grey-level "
+                        "dithered copy (0 = off; caches one more copy of every view; docs/training.md)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-images", type=int, default=d.max_images, help="cap each split (0 = all); smoke runs")
     p.add_argument("--allow-leakage", action="store_true", help="train even if val/test images have copies in train")

@@ -23,6 +23,7 @@ class TrainOptions:
     batch_size: int = 32
     patience: int = 2                 # early stopping on validation AUC
     dropout: float = 0.3
+    stability: float = 0.0            # weight of the logit-consistency term against a dithered copy (0 = off)
     seed: int = 0
     max_images: int = 0               # 0 = all; >0 caps each split (smoke runs)
     allow_leakage: bool = False
@@ -35,6 +36,8 @@ class TrainOptions:
             raise ValueError(f"--finetune-from must be one of {', '.join(valid)}, got {self.finetune_from!r}")
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+        if self.stability < 0:
+            raise ValueError(f"--stability must be >= 0, got {self.stability}")
         if self.views < 1:
             raise ValueError(f"--views must be >= 1, got {self.views}")
         for name in ("head_epochs", "finetune_epochs", "batch_size", "patience"):

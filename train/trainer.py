@@ -12,7 +12,7 @@ from ..edge_runtime.dataset import read_dataset, require_both_classes, select_sp
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.metrics import choose_thresholds
 from ..edge_runtime.preprocessing import InputContract
-from . import activations, stages
+from . import activations, stability, stages
 from .augment import AUGMENTATIONS, view_augmenter
 from .model import (FEATURE_LAYER, FINETUNE_FROM, build_model, estimate_batchnorm_statistics, feature_extractor,
                     trainable_tail)
@@ -84,10 +84,17 @@ def cache_inputs(model, splits: dict, opts: TrainOptions) -> tuple[dict, str]:
     n = len(train.pixels)
     cached = {"train": np.empty((n * opts.views, *extractor.output.shape[1:]), np.float16),
               "train_y": np.tile(train.targets, opts.views)}
+    view = lambda v: None if v == 0 else view_augmenter(opts.seed + v, AUGMENTATIONS[opts.augment])  # noqa: E731
     for v in range(opts.views):
         activations.cache_activations(extractor, train.pixels, opts.batch_size, f"caching train view {v + 1}/{opts.views}",
-                                      augment=None if v == 0 else view_augmenter(opts.seed + v, AUGMENTATIONS[opts.augment]),
-                                      out=cached["train"][v * n:(v + 1) * n])
+                                      augment=view(v), out=cached["train"][v * n:(v + 1) * n])
+    if opts.stability:   # the dithered copy of every view, drawn afresh (never the probe's seed)
+        cached["train_partner"] = np.empty_like(cached["train"])
+        for v in range(opts.views):
+            activations.cache_activations(extractor, train.pixels, opts.batch_size,
+                                          f"caching dithered view {v + 1}/{opts.views}",
+                                          augment=stability.dither_augmenter(opts.seed + stability.PARTNER_SEED + v, view(v)),
+                                          out=cached["train_partner"][v * n:(v + 1) * n])
     for name in ("val", "test"):
         cached[name] = activations.cache_activations(extractor, splits[name].pixels, opts.batch_size, f"caching {name}")
     return cached, layer
@@ -117,16 +124,46 @@ def train(opts: TrainOptions) -> RunSummary:
     weights = activations.class_weights(cached["train_y"])
     history = {}
     feats = {k: pooled(model, layer, cached[k], opts.batch_size, k) for k in ("train", "val")}
-    history["head"] = stages.fit_head(model, feats["train"], cached["train_y"], feats["val"], splits["val"].targets,
-                                      weights, opts.head_epochs, opts.head_lr, opts.batch_size * 2, opts.patience)
-    if layer != FEATURE_LAYER and opts.finetune_epochs:
-        history["finetune"] = stages.fit_tail(trainable_tail(model, layer), cached["train"], cached["train_y"],
-                                              cached["val"], splits["val"].targets, weights, opts.finetune_epochs,
-                                              opts.finetune_lr, opts.batch_size, opts.patience)
+    if opts.stability:
+        history.update(fit_stable(model, layer, cached, feats, splits["val"].targets, weights, opts))
+    else:
+        history["head"] = stages.fit_head(model, feats["train"], cached["train_y"], feats["val"], splits["val"].targets,
+                                          weights, opts.head_epochs, opts.head_lr, opts.batch_size * 2, opts.patience)
+        if layer != FEATURE_LAYER and opts.finetune_epochs:
+            history["finetune"] = stages.fit_tail(trainable_tail(model, layer), cached["train"], cached["train_y"],
+                                                  cached["val"], splits["val"].targets, weights, opts.finetune_epochs,
+                                                  opts.finetune_lr, opts.batch_size, opts.patience)
     probs = {k: predict_cached(model, layer, cached[k]) for k in ("val", "test")}
     thresholds = choose_thresholds(splits["val"].targets, probs["val"])
     return write_run_folder(out, model, opts, contract, splits, probs, thresholds, history, data_report,
                             time.perf_counter() - started)
+
+
+def fit_stable(model, layer: str, cached: dict, feats: dict, val_y: np.ndarray, weights: dict, opts: TrainOptions) -> dict:
+    """Both stages on (view, dithered view) pairs with the consistency term (train/stability.py)."""
+    import keras
+
+    from ..edge_runtime.metrics import roc_auc
+
+    y = cached["train_y"]
+    sample_weight = np.where(y == 1, weights[1], weights[0])
+    output = model.get_layer("fracture_prob")
+    dim = feats["train"].shape[1]
+    partner_feats = pooled(model, layer, cached["train_partner"], opts.batch_size, "dithered train")
+    head = stability.pair_model(keras.layers.Identity(), output, (dim,), dim, opts.dropout)
+    head_auc = lambda: roc_auc(val_y, output(feats["val"]).numpy().ravel())  # noqa: E731
+    history = {"head": stability.fit_pairs(head, feats["train"], partner_feats, y, sample_weight, head_auc,
+                                           opts.stability, opts.head_epochs, opts.head_lr, opts.batch_size * 2,
+                                           opts.patience, "stage 1 (head, stability)")}
+    if layer != FEATURE_LAYER and opts.finetune_epochs:
+        tail = trainable_tail(model, layer)
+        body = keras.Model(model.get_layer(layer).output, model.get_layer(FEATURE_LAYER).output)
+        pair = stability.pair_model(body, output, cached["train"].shape[1:], dim, opts.dropout)
+        tail_auc = lambda: roc_auc(val_y, tail.predict(cached["val"], batch_size=64, verbose=0).ravel())  # noqa: E731
+        history["finetune"] = stability.fit_pairs(pair, cached["train"], cached["train_partner"], y, sample_weight,
+                                                  tail_auc, opts.stability, opts.finetune_epochs, opts.finetune_lr,
+                                                  opts.batch_size, opts.patience, "stage 2 (fine-tune, stability)")
+    return history
 
 
 def pooled(model, layer: str, cached: np.ndarray, batch_size: int, name: str) -> np.ndarray:
