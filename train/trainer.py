@@ -14,7 +14,7 @@ from ..edge_runtime.metrics import choose_thresholds
 from ..edge_runtime.preprocessing import InputContract
 from . import activations, stability, stages
 from .augment import AUGMENTATIONS, view_augmenter
-from .model import (FEATURE_LAYER, FINETUNE_FROM, build_model, estimate_batchnorm_statistics, feature_extractor,
+from .model import (FEATURE_LAYER, FINETUNE_FROM, OUTPUT_NAME, build_model, estimate_batchnorm_statistics, feature_extractor,
                     trainable_tail)
 from .options import TrainOptions
 from .run_folder import RunSummary, write_run_folder
@@ -147,7 +147,7 @@ def fit_stable(model, layer: str, cached: dict, feats: dict, val_y: np.ndarray, 
 
     y = cached["train_y"]
     sample_weight = np.where(y == 1, weights[1], weights[0])
-    output = model.get_layer("fracture_prob")
+    output = model.get_layer(OUTPUT_NAME)
     dim = feats["train"].shape[1]
     partner_feats = pooled(model, layer, cached["train_partner"], opts.batch_size, "dithered train")
     head = stability.pair_model(keras.layers.Identity(), output, (dim,), dim, opts.dropout)
@@ -157,8 +157,7 @@ def fit_stable(model, layer: str, cached: dict, feats: dict, val_y: np.ndarray, 
                                            opts.patience, "stage 1 (head, stability)")}
     if layer != FEATURE_LAYER and opts.finetune_epochs:
         tail = trainable_tail(model, layer)
-        body = keras.Model(model.get_layer(layer).output, model.get_layer(FEATURE_LAYER).output)
-        pair = stability.pair_model(body, output, cached["train"].shape[1:], dim, opts.dropout)
+        pair = stability.pair_model(stages.pooled_features(model, layer), output, cached["train"].shape[1:], dim, opts.dropout)
         tail_auc = lambda: roc_auc(val_y, tail.predict(cached["val"], batch_size=64, verbose=0).ravel())  # noqa: E731
         history["finetune"] = stability.fit_pairs(pair, cached["train"], cached["train_partner"], y, sample_weight,
                                                   tail_auc, opts.stability, opts.finetune_epochs, opts.finetune_lr,
