@@ -173,7 +173,8 @@ def choose_float_ops(ops: Sequence[WeightedOp], errors: dict, budget: FloatBudge
 
 def choose_float(restorer: FloatRestorer, logits: Callable[[bytes], np.ndarray], budget: FloatBudget,
                  images: int, progress: Callable = lambda items, _label, _n: items) -> FloatChoice:
-    """Measure every int8 op's own error (only it int8) against the all-float model and choose by it."""
+    """Measure every int8 op's own error (only it int8) against the all-float model and choose by it; a choice
+    that measures worse than all int8 on the same images is dropped."""
     candidates = restorer.candidates
     reference = logits(restorer.build([op.name for op in candidates]))
 
@@ -183,14 +184,21 @@ def choose_float(restorer: FloatRestorer, logits: Callable[[bytes], np.ndarray],
     errors = {op.name: mse([other.name for other in candidates if other.name != op.name])
               for op in progress(candidates, "dynamic int8: error of each layer", len(candidates))}
     kept = choose_float_ops(restorer.ops, errors, budget)
+    measured, plain = float(np.sqrt(mse(kept))), float(np.sqrt(mse(())))
+    if kept and measured > plain:
+        # the per-layer errors only roughly add: where they are at rounding level (a barely trained model),
+        # the chosen float layers can measure worse together than none; then they cost size for nothing
+        log.warning("dynamic int8: the %d chosen float32 layers measure a logit RMSE of %.5f, above all int8 "
+                    "(%.5f), on the same images; every layer stays int8", len(kept), measured, plain)
+        kept, measured = (), plain
     chosen = [op for op in restorer.ops if op.name in set(kept)]
 
     def share(attribute: str) -> float:
         return sum(getattr(op, attribute) for op in chosen) / (sum(getattr(op, attribute) for op in restorer.ops) or 1)
 
     left = sum(v for k, v in errors.items() if k not in set(kept))
-    choice = FloatChoice(kept, errors, share("weights"), share("macs"), float(np.sqrt(left)),
-                         float(np.sqrt(mse(kept))), float(np.sqrt(mse(()))), images)
+    choice = FloatChoice(kept, errors, share("weights"), share("macs"), float(np.sqrt(left)), measured, plain,
+                         images)
     log.info("dynamic int8: %d of %d layers kept float32 (%.1f %% of weights, %.1f %% of multiply-adds); "
              "logit RMSE %.3f (all int8: %.3f) on %d held-out training images", len(kept), len(restorer.ops),
              100 * choice.weight_share, 100 * choice.mac_share, choice.measured_rmse, choice.plain_rmse, images)

@@ -2,6 +2,7 @@
 (export/dynamic_range.py), on constructed costs and errors."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fracture_edge.export.dynamic_range import FloatBudget, WeightedOp, choose_float_ops
@@ -45,6 +46,45 @@ def test_the_kept_share_never_exceeds_the_budget(share):
     assert kept
 
 
+class ConstructedRestorer:
+    """Stands in for FloatRestorer: build() returns the set of ops left int8, and LOGITS says what each such
+    model answers, so the errors do not add (as at rounding level on a barely trained model)."""
+
+    LOGITS = {frozenset(): 0.0, frozenset({"op0"}): 1.0, frozenset({"op1"}): 0.5, frozenset({"op0", "op1"}): 0.1}
+
+    def __init__(self):
+        self.ops = self.candidates = ops((10, 10), (10, 10))
+
+    def build(self, float_names):
+        return frozenset(op.name for op in self.ops if op.name not in set(float_names))
+
+    def logits(self, int8_ops):
+        return np.full(4, self.LOGITS[int8_ops])
+
+
+def test_a_choice_that_measures_worse_than_all_int8_keeps_every_layer_int8():
+    from fracture_edge.export.dynamic_range import choose_float
+
+    restorer = ConstructedRestorer()
+    budget = FloatBudget(weight_share=0.5, mac_share=0.5)      # room for one op float
+    assert choose_float_ops(restorer.ops, {"op0": 1.0, "op1": 0.25}, budget) == ("op0",)
+    choice = choose_float(restorer, restorer.logits, budget, images=4)
+    assert choice.errors == {"op0": 1.0, "op1": 0.25}
+    # op0 float leaves op1 int8: RMSE 0.5, worse than all int8's 0.1, so nothing stays float
+    assert choice.kept == () and choice.measured_rmse == choice.plain_rmse == pytest.approx(0.1)
+    assert choice.weight_share == choice.mac_share == 0.0
+
+
+def test_a_choice_that_measures_better_is_kept():
+    from fracture_edge.export.dynamic_range import choose_float
+
+    restorer = ConstructedRestorer()
+    restorer.LOGITS = {**ConstructedRestorer.LOGITS, frozenset({"op0", "op1"}): 1.2}
+    choice = choose_float(restorer, restorer.logits, FloatBudget(weight_share=0.5, mac_share=0.5), images=4)
+    assert choice.kept == ("op0",) and choice.measured_rmse == pytest.approx(0.5)
+    assert choice.plain_rmse == pytest.approx(1.2) and choice.weight_share == 0.5
+
+
 @pytest.fixture(scope="module")
 def converted():
     """(dynamic-range bytes, float32 bytes) of one small conv net, from the same SavedModel."""
@@ -79,8 +119,6 @@ def _probs(model: bytes, pixels):
 
 @pytest.mark.slow
 def test_restoring_layers_gives_back_the_float_model_exactly(converted):
-    import numpy as np
-
     from fracture_edge.export.dynamic_range import FloatRestorer, choose_float
 
     dynamic, float_model = converted
