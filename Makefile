@@ -43,8 +43,9 @@ browser:
 demo: venv
 	$(BIN)/fracture-edge demo
 
-# Two workers (the 2 cores: TensorFlow's converters are mostly single-threaded); the tiny export the export
-# tests share is built once per session (tests/conftest.py: a file lock across the workers).
+# Two workers (the 2 cores: TensorFlow's converters are mostly single-threaded); the tiny run and the tiny export
+# the export tests share are built once per session (tests/conftest.py: a file lock across the workers), and
+# the tests that read the export are collected first, so they all start on one worker (conftest.py says why).
 PYTEST_WORKERS ?= 2
 
 test: venv tflite-runtime-venv browser

@@ -120,35 +120,70 @@ def unreadable(request):
     return chmod_unreadable if request.param == "chmod" else simulated_unreadable
 
 
-@pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory):
-    """export_fixture.TinyExport: one tiny 64-px run exported in every default format, shared by the export
-    tests (test_export, test_heatmaps_export, test_export_staging, test_equalize); needs TensorFlow. Never
-    modify its run folder: export a copy (export_fixture.copy_run).
-
-    Built once per test session, also under pytest-xdist (`make test` runs two workers): the first worker to
-    need it builds it under a file lock in the session's shared temp folder; the others wait and read it."""
-    pytest.importorskip("tensorflow")
+def _built_once(tmp_path_factory, name: str, build):
+    """build(folder) run once per test session, also under pytest-xdist (`make test` runs two workers): the
+    first worker to need it builds it under a file lock in the session's shared temp folder; the others wait
+    and read its pickled result."""
     import fcntl
     import pickle
-
-    from export_fixture import build_tiny_export
+    import shutil
 
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base   # xdist: .../pytest-N/popen-gwK
-    with open(shared / "tiny-export.lock", "w") as lock:
+    with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        done = shared / "tiny-export.pickle"
+        done = shared / f"{name}.pickle"
         if done.is_file():
             return pickle.loads(done.read_bytes())
-        folder = shared / "tiny-export"
+        folder = shared / name
         if folder.exists():          # a worker that died while building: start again
-            import shutil
-
             shutil.rmtree(folder)
         folder.mkdir()
-        export = build_tiny_export(folder)
+        result = build(folder)
         tmp = done.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(export))
+        tmp.write_bytes(pickle.dumps(result))
         os.replace(tmp, done)
-        return export
+        return result
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """export_fixture.TinyRun: the tiny 64-px DenseNet121 run, trained once per session, never exported into.
+    Tests that export with their own options export a copy of it (export_fixture.copy_run)."""
+    pytest.importorskip("tensorflow")
+    from export_fixture import build_tiny_run
+
+    return _built_once(tmp_path_factory, "tiny-run", build_tiny_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, tiny_run):
+    """export_fixture.TinyExport: tiny_run exported once in every default format, read by the export tests
+    (test_export, test_heatmaps_export, test_export_staging, test_equalize). Never modify its run folder.
+
+    Under xdist every test that uses it starts on one worker (see pytest_collection_modifyitems): that worker
+    builds it while the other runs the rest, instead of waiting for it."""
+    from export_fixture import build_tiny_export
+
+    return _built_once(tmp_path_factory, "tiny-export", lambda folder: build_tiny_export(folder, tiny_run))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the tests so that two xdist workers share the two big jobs instead of one waiting for the other.
+
+    Under pytest-xdist's default `--dist load`, each worker starts with a chunk of consecutive tests (a quarter
+    of its share, about 100 here). The tests that read the tiny export come first, so they all land on the
+    first worker, which builds the export; the tests that export their own copy of the tiny run open the second
+    worker's chunk (`--dist loadgroup` would say this directly, but does not group on pytest 9.2:
+    pytest-dev/pytest-xdist#1386). Without xdist they come last. Within each part the order is pytest's, so a
+    module's fixtures are still set up once."""
+    def uses(item, name: str) -> bool:
+        return name in getattr(item, "fixturenames", ())
+
+    reads_export = [item for item in items if uses(item, "tiny_export")]
+    re_exports = [item for item in items if uses(item, "tiny_run") and not uses(item, "tiny_export")]
+    picked = {id(item) for item in reads_export + re_exports}
+    head = reads_export + [item for item in items if id(item) not in picked]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cut = max(len(items) // workers // 4, 2) if workers > 1 else len(head)   # xdist's first chunk per worker
+    items[:] = head[:cut] + re_exports + head[cut:]

@@ -189,7 +189,7 @@ def test_mis_preprocessed_images_fail_the_gate(exported, verifier):
     assert not result.passed and "max |dprob|" in result.reason
 
 
-def test_failed_formats_keep_their_rows_and_exit_non_zero(exported, tmp_path, monkeypatch):
+def test_failed_formats_keep_their_rows_and_exit_non_zero(tiny_run, tmp_path, monkeypatch):
     from fracture_edge.edge_runtime.bundle import load_bundle
     from fracture_edge.edge_runtime.cli import main
     from fracture_edge.export import exporters
@@ -198,7 +198,7 @@ def test_failed_formats_keep_their_rows_and_exit_non_zero(exported, tmp_path, mo
         raise RuntimeError("converter exploded")
 
     monkeypatch.setitem(exporters.EXPORTERS, "onnx-fp32", broken)
-    run = copy_run(exported[0], tmp_path / "run")
+    run = copy_run(tiny_run.run, tmp_path / "run")
     code = main(["export", str(run), "--formats", "tflite-fp32,onnx-fp32", "--gate-fp32-max-dprob", "-1"])
     assert code == 1
     report = json.loads((run / "export_report.json").read_text())
@@ -221,12 +221,12 @@ def export_int8_report(run: Path, fmt: str, *extra: str) -> tuple[int, dict]:
 
 
 @pytest.mark.parametrize("fmt", ["tflite-int8-mixed"])   # the search loop is shared; onnx's quantizer is tested below
-def test_mixed_int8_gives_up_when_even_the_longest_float_prefix_fails(exported, tmp_path, monkeypatch, fmt):
+def test_mixed_int8_gives_up_when_even_the_longest_float_prefix_fails(tiny_run, tmp_path, monkeypatch, fmt):
     from fracture_edge.export import int8_mixed
 
     target = int8_mixed.SearchTarget
     monkeypatch.setattr(int8_mixed, "SearchTarget", lambda: target(min_agreement=1.5))   # no prefix can meet it
-    code, row = export_int8_report(copy_run(exported[0], tmp_path / "run"), fmt, "--selection-images", "12")
+    code, row = export_int8_report(copy_run(tiny_run.run, tmp_path / "run"), fmt, "--selection-images", "12")
     assert code == 1 and row["status"] == "gate failed"
     assert "no float prefix met the search target on the selection images" in row["error"]
     search = row["facts"]["float_prefix_search"]
@@ -260,7 +260,7 @@ def first_and_last_conv_inputs_float(path: Path) -> tuple[bool, bool]:
 
 
 @pytest.mark.parametrize("fmt", ["tflite-int8-mixed", "onnx-int8-mixed"])
-def test_mixed_int8_quantizes_with_the_chosen_prefix_in_float(exported, tmp_path, monkeypatch, fmt):
+def test_mixed_int8_quantizes_with_the_chosen_prefix_in_float(tiny_run, tmp_path, monkeypatch, fmt):
     from fracture_edge.edge_runtime.formats import FORMATS
     from fracture_edge.export import int8_mixed
 
@@ -268,7 +268,7 @@ def test_mixed_int8_quantizes_with_the_chosen_prefix_in_float(exported, tmp_path
         return int8_mixed.PrefixChoice(int8_mixed.prefixes_of(names)[0], len(names))
 
     monkeypatch.setattr(int8_mixed, "choose_float_prefix", choose_stem)
-    run = copy_run(exported[0], tmp_path / "run")
+    run = copy_run(tiny_run.run, tmp_path / "run")
     code, row = export_int8_report(run, fmt)     # 48 images cannot resolve the default margins: rejected, exit 1
     kept = row["facts"]["kept_float"]
     assert code == 1 and kept["through"] == "pool1" and 0 < kept["share_float"] < 0.1
@@ -277,10 +277,10 @@ def test_mixed_int8_quantizes_with_the_chosen_prefix_in_float(exported, tmp_path
     assert "% float), through pool1" in (run / "export_report.md").read_text()
 
 
-def test_int8_aware_tuning_is_reported_with_its_cost(exported, tmp_path):
+def test_int8_aware_tuning_is_reported_with_its_cost(tiny_run, tmp_path):
     from fracture_edge.edge_runtime.cli import main
 
-    run = copy_run(exported[0], tmp_path / "run")
+    run = copy_run(tiny_run.run, tmp_path / "run")
     code = main(["export", str(run), "--formats", "tflite-int8", "--calib-images", "16", "--qat-images", "24",
                  "--selection-images", "8", "--margin-auc", "1", "--margin-sensitivity", "1", "--margin-specificity", "1", "--no-noise-floor"])
     row = json.loads((run / "export_report.json").read_text())["rows"][0]
@@ -296,7 +296,7 @@ REAL_DATA_FORMATS = ("tflite-fp32", "tflite-int8")
 
 
 @pytest.mark.shared
-def test_real_radiographs_calibrate_and_verify(exported, tmp_path):
+def test_real_radiographs_calibrate_and_verify(tiny_run, tmp_path):
     """The tiny model exported with calibration on real training radiographs and the whole verdict on the real
     test split (571 images, 95 fractured: margins of 0.05 need 60 per class, so the non-inferiority tests and
     the noise floor run instead of stopping at "too few images"; val+test would only double the work). The
@@ -307,7 +307,7 @@ def test_real_radiographs_calibrate_and_verify(exported, tmp_path):
     from fracture_edge.edge_runtime.cli import main
     from fracture_edge.edge_runtime.dataset import read_dataset
 
-    run = copy_run(exported[0], tmp_path / "run")
+    run = copy_run(tiny_run.run, tmp_path / "run")
     code = main(["export", str(run), "--calib-data", str(FRACATLAS), "--verify-data", str(FRACATLAS),
                  "--verify-split", "test", "--margin-sensitivity", "0.05", "--margin-specificity", "0.05",
                  "--calib-images", "32", "--selection-images", "32", "--formats", ",".join(REAL_DATA_FORMATS)])
