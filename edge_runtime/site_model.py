@@ -1,0 +1,190 @@
+"""Whether an image looks like the training data: a Mahalanobis distance on the pooled features (issue 22).
+
+numpy only, so the runtime (predict, serve, a Raspberry Pi) scores it from the `features` output of the same
+forward pass. Designed and fixed here before it was run on any model it will judge:
+
+- Fit on TRAINING images only. A seeded quarter of them is held out; the mean and the principal components
+  (at most COMPONENTS) come from the rest.
+- The distance of an image is the root mean square of its whitened principal-component scores: about 1 for a
+  typical training image, larger the further it lies from them.
+- Its `in_distribution` score is a conformal p-value: (1 + held-out training images at least as far) /
+  (1 + held-out images). An image is flagged when the score is below FLAG_P: it lies further than 95 % of the
+  held-out training images, so about 5 % of new images from the training distribution are flagged, by
+  construction, whatever the model.
+- A site (a folder of images, no labels) is judged by an exact one-sided binomial test of its flagged count
+  against that 5 %: "different" when p < SITE_ALPHA, with the flagged share's Wilson 95 % interval.
+
+Stored as one little-endian float32 file (mean, components, scales, held-out distances; `describe()` says
+where each starts), readable from Kotlin with a ByteBuffer, and a small JSON record in bundle.json.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import atomic
+
+METHOD = "mahalanobis-pca"
+COMPONENTS = 64
+HOLDOUT_SHARE = 0.25
+FLAG_P = 0.05
+SITE_ALPHA = 0.01
+MIN_SITE_IMAGES = 20
+LEVEL = 0.95
+_Z95 = 1.959963984540054     # the normal quantile of a two-sided 95 % interval
+_VARIANCE_FLOOR = 1e-6       # of the largest component's variance: keeps the whitening finite
+
+
+@dataclass(frozen=True)
+class SiteModel:
+    """The fitted in-distribution model: features -> distance -> in_distribution score."""
+
+    mean: np.ndarray          # (D,) float32
+    components: np.ndarray    # (K, D) float32, orthonormal rows
+    scales: np.ndarray        # (K,) float32, 1 / standard deviation of each component's score
+    held_out: np.ndarray      # (M,) float32, sorted distances of the held-out training images
+    fitted_on: int            # training images the mean and components came from
+
+    @property
+    def features(self) -> int:
+        return int(self.mean.size)
+
+    def distances(self, features: np.ndarray) -> np.ndarray:
+        """(N,) distance of each (N, D) feature vector."""
+        x = np.asarray(features, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.features:
+            raise ValueError(f"site model: expected features of shape (N, {self.features}), got {x.shape}")
+        z = (x - self.mean) @ self.components.T * self.scales
+        return np.sqrt(np.mean(np.square(z, dtype=np.float64), axis=1))
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """(N,) in_distribution score: the conformal p-value of each image against the held-out images."""
+        d = self.distances(features)
+        at_least_as_far = self.held_out.size - np.searchsorted(self.held_out, d, side="left")
+        return (1.0 + at_least_as_far) / (1.0 + self.held_out.size)
+
+    def flags(self, features: np.ndarray) -> np.ndarray:
+        """(N,) True where an image lies outside the training data."""
+        return self.scores(features) < FLAG_P
+
+    def describe(self) -> dict:
+        """The bundle.json record: method, sizes and the float32 file's layout (offsets in values)."""
+        k, d, m = self.components.shape[0], self.features, self.held_out.size
+        return {"method": METHOD, "features": d, "components": k, "fitted_on": self.fitted_on, "held_out": m,
+                "flag_below": FLAG_P, "site_alpha": SITE_ALPHA, "dtype": "float32-le",
+                "layout": {"mean": 0, "components": d, "scales": d + k * d, "held_out": d + k * d + k,
+                           "values": d + k * d + k + m}}
+
+    def to_bytes(self) -> bytes:
+        parts = (self.mean, self.components.ravel(), self.scales, self.held_out)
+        return b"".join(np.ascontiguousarray(p, dtype="<f4").tobytes() for p in parts)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the float32 file atomically; returns its path."""
+        return atomic.write_bytes(path, self.to_bytes())
+
+
+def load_site_model(path: str | Path, record: dict) -> SiteModel:
+    """The model from its float32 file and its bundle.json record; one clear error if they disagree."""
+    path = Path(path)
+    layout = record.get("layout", {})
+    try:
+        values = np.frombuffer(path.read_bytes(), dtype="<f4")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the site model: {exc.strerror or exc}") from None
+    d, k = int(record.get("features", 0)), int(record.get("components", 0))
+    if record.get("method") != METHOD or values.size != layout.get("values") or d <= 0 or k <= 0:
+        raise ValueError(f"{path}: not a {METHOD} site model matching bundle.json "
+                         f"({values.size} values, the record says {layout.get('values')})")
+    start = layout["held_out"]
+    return SiteModel(values[:d].copy(), values[d:d + k * d].reshape(k, d).copy(),
+                     values[d + k * d:start].copy(), values[start:].copy(), int(record.get("fitted_on", 0)))
+
+
+def fit_site_model(features: np.ndarray, components: int = COMPONENTS, holdout_share: float = HOLDOUT_SHARE,
+                   seed: int = 0) -> SiteModel:
+    """Fit on training-image features (N, D): the mean and components on a seeded part, distances of the rest."""
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or not np.isfinite(x).all():
+        raise ValueError(f"site model: training features must be a finite (N, D) array, got shape {x.shape}")
+    n = x.shape[0]
+    held = int(round(n * holdout_share))
+    if held < 20 or n - held < 2:
+        raise ValueError(f"site model: {n} training images are too few (needs >= 20 held out, at "
+                         f"{holdout_share:.0%} held out)")
+    order = np.random.default_rng(seed).permutation(n)
+    fit, rest = x[order[held:]], x[order[:held]]
+    mean = fit.mean(axis=0)
+    _, singular, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    k = max(1, min(components, fit.shape[0] - 1, x.shape[1]))
+    variance = singular[:k] ** 2 / (fit.shape[0] - 1)
+    variance = np.maximum(variance, _VARIANCE_FLOOR * max(float(variance[0]), 1e-30))
+    model = SiteModel(mean.astype(np.float32), vt[:k].astype(np.float32),
+                      (1.0 / np.sqrt(variance)).astype(np.float32), np.zeros(0, np.float32), fit.shape[0])
+    held_out = np.sort(model.distances(rest)).astype(np.float32)
+    return SiteModel(model.mean, model.components, model.scales, held_out, model.fitted_on)
+
+
+def binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), exactly (log-space sum)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
+            + (n - i) * math.log1p(-p) for i in range(k, n + 1)]
+    top = max(logs)
+    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
+
+
+def wilson_interval(k: int, n: int) -> tuple[float, float]:
+    """Wilson score 95 % interval of a proportion k / n."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    z, share = _Z95, k / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class SiteVerdict:
+    """A folder of images judged against the training data."""
+
+    images: int
+    flagged: int
+    share: float
+    ci_low: float
+    ci_high: float
+    expected: float           # the share flagged among images like the training data (FLAG_P)
+    p_value: float            # one-sided exact binomial test: more flagged than expected
+    verdict: str              # "like the training data", "different" or "too few images"
+
+    @property
+    def words(self) -> str:
+        if self.verdict == "different":
+            return ("different from the training data: adapt before use (fracture-edge adapt RUN --data FOLDER "
+                    "with labelled local images)")
+        if self.verdict == "too few images":
+            return f"too few images to judge the site ({self.images} < {MIN_SITE_IMAGES})"
+        return "like the training data"
+
+    def to_dict(self) -> dict:
+        return {"images": self.images, "flagged": self.flagged, "share": round(self.share, 4),
+                "ci_low": round(self.ci_low, 4), "ci_high": round(self.ci_high, 4), "level": LEVEL,
+                "expected": self.expected, "p_value": float(f"{self.p_value:.3g}"), "alpha": SITE_ALPHA,
+                "test": "exact one-sided binomial against the expected share", "verdict": self.verdict,
+                "words": self.words}
+
+
+def judge_site(flags) -> SiteVerdict:
+    """The verdict on a site from its images' flags."""
+    flags = np.asarray(flags, dtype=bool).ravel()
+    n, k = int(flags.size), int(flags.sum())
+    low, high = wilson_interval(k, n)
+    p = binomial_upper_tail(k, n, FLAG_P) if n else 1.0
+    verdict = "too few images" if n < MIN_SITE_IMAGES else "different" if p < SITE_ALPHA else "like the training data"
+    return SiteVerdict(n, k, k / n if n else float("nan"), low, high, FLAG_P, p, verdict)

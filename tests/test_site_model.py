@@ -1,0 +1,107 @@
+"""The in-distribution model of the pooled features (edge_runtime/site_model.py) on constructed feature sets."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from fracture_edge.edge_runtime.metrics import roc_auc
+from fracture_edge.edge_runtime.site_model import (FLAG_P, MIN_SITE_IMAGES, binomial_upper_tail, fit_site_model,
+                                                     judge_site, load_site_model, wilson_interval)
+
+D = 96
+
+
+def draw(n: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    """Features with a few strong directions and many weak ones (as pooled CNN features have); `shift`
+    moves every image along the weak directions, where training images hardly vary."""
+    rng = np.random.default_rng(seed)
+    scale = np.where(np.arange(D) < 8, 3.0, 0.3)
+    x = rng.normal(size=(n, D)) * scale + 1.0
+    x[:, 8:] += shift
+    return np.maximum(x, 0.0)          # ReLU features are non-negative
+
+
+@pytest.fixture(scope="module")
+def model():
+    return fit_site_model(draw(3000, seed=0), components=32)   # 750 held out: the 95th percentile to ~1 %
+
+
+def test_images_from_elsewhere_are_flagged_and_ranked_apart(model):
+    home, away = draw(400, seed=1), draw(400, seed=2, shift=0.5)
+    assert model.flags(away).mean() > 0.9
+    distances = np.concatenate([model.distances(home), model.distances(away)])
+    assert roc_auc(np.r_[np.zeros(400), np.ones(400)], distances) > 0.99
+
+
+def test_new_images_like_the_training_ones_are_flagged_about_five_percent_of_the_time(model):
+    share = model.flags(draw(4000, seed=3)).mean()
+    # a conformal p-value: FLAG_P by construction, up to the sampling of 750 held-out images (SD 0.8 %)
+    assert abs(share - FLAG_P) < 0.025
+
+
+def test_a_site_like_the_training_data_passes_and_a_different_one_is_told_to_adapt(model):
+    like = [judge_site(model.flags(draw(50, seed=100 + i))).verdict for i in range(40)]
+    different = [judge_site(model.flags(draw(50, seed=200 + i, shift=0.5))).verdict for i in range(40)]
+    assert like.count("like the training data") >= 38 and different.count("different") == 40
+    verdict = judge_site(model.flags(draw(50, seed=7, shift=0.5)))
+    assert "fracture-edge adapt" in verdict.words and verdict.ci_low > FLAG_P
+    assert json.loads(json.dumps(verdict.to_dict()))["verdict"] == "different"
+
+
+def test_scores_are_conformal_p_values_falling_with_distance(model):
+    x = draw(300, seed=4, shift=0.1)
+    scores, distances = model.scores(x), model.distances(x)
+    assert np.all((scores > 0) & (scores <= 1))
+    order = np.argsort(distances)
+    assert np.all(np.diff(scores[order]) <= 0)
+    assert model.scores(model.mean[None, :] + 1000.0)[0] == pytest.approx(1 / (1 + model.held_out.size))
+
+
+def test_the_float32_file_round_trips_and_a_wrong_record_is_one_clear_error(model, tmp_path):
+    path = model.save(tmp_path / "site_model.f32")
+    record = json.loads(json.dumps(model.describe()))
+    assert path.stat().st_size == 4 * record["layout"]["values"]
+    again = load_site_model(path, record)
+    x = draw(20, seed=5)
+    assert np.array_equal(again.scores(x), model.scores(x)) and again.fitted_on == model.fitted_on == 2250
+    with pytest.raises(ValueError, match="site_model.f32: not a mahalanobis-pca site model"):
+        load_site_model(path, {**record, "layout": {**record["layout"], "values": 7}})
+    with pytest.raises(ValueError, match="cannot read the site model"):
+        load_site_model(tmp_path / "absent.f32", record)
+    with pytest.raises(ValueError, match=r"expected features of shape \(N, 96\)"):
+        model.scores(np.zeros((2, 95)))
+
+
+def test_fitting_is_seeded_and_refuses_too_few_or_broken_features():
+    x = draw(200, seed=6)
+    assert fit_site_model(x, seed=1).to_bytes() == fit_site_model(x, seed=1).to_bytes()
+    assert fit_site_model(x, seed=1).to_bytes() != fit_site_model(x, seed=2).to_bytes()
+    with pytest.raises(ValueError, match="too few"):
+        fit_site_model(x[:40])
+    broken = x.copy()
+    broken[3, 3] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        fit_site_model(broken)
+
+
+def test_more_components_than_images_are_cut_to_what_the_images_support():
+    model = fit_site_model(draw(100, seed=8), components=500)
+    assert model.components.shape == (74, D) and model.describe()["components"] == 74
+    np.testing.assert_allclose(model.components @ model.components.T, np.eye(74), atol=1e-4)
+
+
+def test_the_binomial_tail_and_the_wilson_interval_against_direct_formulas():
+    for k, n, p in [(0, 50, 0.05), (3, 50, 0.05), (8, 50, 0.05), (50, 50, 0.05), (12, 30, 0.3)]:
+        direct = sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1))
+        assert binomial_upper_tail(k, n, p) == pytest.approx(direct, rel=1e-9)
+    low, high = wilson_interval(5, 50)        # a textbook case
+    assert (round(low, 4), round(high, 4)) == (0.0435, 0.2136)
+    assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == 1.0
+
+
+def test_a_site_of_too_few_images_is_not_judged():
+    verdict = judge_site([True] * (MIN_SITE_IMAGES - 1))
+    assert verdict.verdict == "too few images" and "too few images" in verdict.words
