@@ -1,4 +1,4 @@
-"""The site-adaptation simulation (benchmarks/site_adaptation.py) on a synthetic two-region dataset and the fixtures."""
+"""The site-adaptation simulation (experiments/site_adaptation.py) on a synthetic two-region dataset and the fixtures."""
 from __future__ import annotations
 
 import csv
@@ -33,7 +33,7 @@ def write_regions(root: Path) -> Path:
 
 
 def test_split_leaves_the_region_and_its_flagged_images_out(tmp_path):
-    from fracture_edge.benchmarks.site_adaptation import write_site_split
+    from fracture_edge.experiments.site_adaptation import write_site_split
     from fracture_edge.edge_runtime.dataset import read_dataset
 
     data = write_regions(tmp_path / "data")
@@ -49,7 +49,7 @@ def test_split_leaves_the_region_and_its_flagged_images_out(tmp_path):
 
 
 def test_draws_keep_ten_per_class_and_differ_by_seed():
-    from fracture_edge.benchmarks.site_adaptation import draw_indices
+    from fracture_edge.experiments.site_adaptation import draw_indices
 
     targets = np.r_[np.ones(350), np.zeros(825)].astype(np.int64)
     for n in (25, 50, 100):
@@ -61,7 +61,7 @@ def test_draws_keep_ten_per_class_and_differ_by_seed():
 
 
 def test_simulation_writes_json_markdown_and_plot(tmp_path):
-    from fracture_edge.benchmarks.site_adaptation import main
+    from fracture_edge.experiments.site_adaptation import main
 
     data = write_regions(tmp_path / "data")
     assert main(["split", "--data", str(data), "--out-dir", str(tmp_path / "site")]) == 0

@@ -1,4 +1,4 @@
-"""The fine-tuning recipe lab (benchmarks/finetune_recipes.py) on a tiny synthetic set (slow: TensorFlow)."""
+"""The fine-tuning recipe lab (experiments/finetune_recipes.py) on a tiny synthetic set (slow: TensorFlow)."""
 import json
 
 import numpy as np
@@ -10,7 +10,7 @@ pytest.importorskip("tensorflow", reason="the recipe lab needs the train extra (
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    from fracture_edge.benchmarks.finetune_recipes import main
+    from fracture_edge.experiments.finetune_recipes import main
     from fracture_edge.train.synthetic import SyntheticSpec, write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("recipes")
@@ -35,7 +35,7 @@ def test_cache_holds_each_view_and_validation_under_every_shift(cache):
 
 
 def test_run_scores_a_recipe_on_validation_and_tabulates_it(cache):
-    from fracture_edge.benchmarks.finetune_recipes import main
+    from fracture_edge.experiments.finetune_recipes import main
     from fracture_edge.edge_runtime.shifts import STABILITY_PROBES, shift_names
 
     assert main(["run", "--cache", str(cache), "--tag", "two-views", "--views", "0,1", "--head-epochs", "1",
@@ -50,7 +50,7 @@ def test_run_scores_a_recipe_on_validation_and_tabulates_it(cache):
 
 
 def test_run_names_a_view_that_was_not_cached(cache, caplog):
-    from fracture_edge.benchmarks.finetune_recipes import main
+    from fracture_edge.experiments.finetune_recipes import main
 
     assert main(["run", "--cache", str(cache), "--tag", "x", "--views", "0,5"]) == 2
     assert "no cached view(s) [5]" in caplog.text

@@ -1,9 +1,9 @@
 """Site adaptation, simulated on FracAtlas: one body region plays the new site (issue 15).
 
-    python -m fracture_edge.benchmarks.site_adaptation split --data ../shared/data/fracatlas --out-dir runs/site-hand
+    python -m fracture_edge.experiments.site_adaptation split --data ../shared/data/fracatlas --out-dir runs/site-hand
     fracture-edge train --data runs/site-hand/holdout.csv --out runs/no-hand --weights W ...   # the base model
     fracture-edge export runs/no-hand
-    python -m fracture_edge.benchmarks.site_adaptation run runs/no-hand --region-csv runs/site-hand/region.csv \\
+    python -m fracture_edge.experiments.site_adaptation run runs/no-hand --region-csv runs/site-hand/region.csv \\
         --out runs/site-hand/results
 
 `split` writes holdout.csv (FracAtlas without the region: no row whose `region` is it, and no row flagged
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..edge_runtime.cli import configure_logging
     from ..edge_runtime.errors import FractureEdgeError
 
-    parser = argparse.ArgumentParser(prog="python -m fracture_edge.benchmarks.site_adaptation",
+    parser = argparse.ArgumentParser(prog="python -m fracture_edge.experiments.site_adaptation",
                                      description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     split = sub.add_parser("split", help="write holdout.csv (without the region) and region.csv")

@@ -1,9 +1,9 @@
 """Compare fine-tuning recipes on the validation split under the shift suite, in minutes each (issue 13).
 
-    python -m fracture_edge.benchmarks.finetune_recipes cache --data ../shared/data/fracatlas \\
+    python -m fracture_edge.experiments.finetune_recipes cache --data ../shared/data/fracatlas \\
         --weights ../shared/weights/densenet121_imagenet_notop.weights.h5 --cache runs/recipes --views 3
-    python -m fracture_edge.benchmarks.finetune_recipes run --cache runs/recipes --tag views2 --views 0,1
-    python -m fracture_edge.benchmarks.finetune_recipes run --cache runs/recipes --tag views3 --views 0,1,2
+    python -m fracture_edge.experiments.finetune_recipes run --cache runs/recipes --tag views2 --views 0,1
+    python -m fracture_edge.experiments.finetune_recipes run --cache runs/recipes --tag views3 --views 0,1,2
 
 `train` spends most of its time in the frozen backbone (input -> `pool4`), which is the same for every recipe
 that fine-tunes `conv5`. `cache` runs it once: training view 0 (the original) and views 1.. (augmented exactly
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..edge_runtime.cli import configure_logging
     from ..edge_runtime.errors import FractureEdgeError
 
-    parser = argparse.ArgumentParser(prog="python -m fracture_edge.benchmarks.finetune_recipes",
+    parser = argparse.ArgumentParser(prog="python -m fracture_edge.experiments.finetune_recipes",
                                      description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("cache", help="cache pool4 activations: training views, validation clean + shifts")
