@@ -173,8 +173,8 @@ def pytest_collection_modifyitems(config, items):
 
     Under pytest-xdist's default `--dist load`, each worker starts with a chunk of consecutive tests (a quarter
     of its share, about 100 here). The tests that read the tiny export come first, so they all land on the
-    first worker, which builds the export; the tests that export their own copy of the tiny run open the second
-    worker's chunk (`--dist loadgroup` would say this directly, but does not group on pytest 9.2:
+    first worker, which trains the tiny run and builds the export; the tests that export their own copy of the
+    tiny run close the second worker's chunk, so that they find the run trained (`--dist loadgroup` would say this directly, but does not group on pytest 9.2:
     pytest-dev/pytest-xdist#1386). Without xdist they come last. Within each part the order is pytest's, so a
     module's fixtures are still set up once."""
     def uses(item, name: str) -> bool:
@@ -185,5 +185,7 @@ def pytest_collection_modifyitems(config, items):
     picked = {id(item) for item in reads_export + re_exports}
     head = reads_export + [item for item in items if id(item) not in picked]
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    cut = max(len(items) // workers // 4, 2) if workers > 1 else len(head)   # xdist's first chunk per worker
+    chunk = max(len(items) // workers // 4, 2)          # xdist's first chunk per worker
+    # the re-exports close the second chunk: its quick tests run while the first worker trains the tiny run
+    cut = 2 * chunk - len(re_exports) if workers > 1 and 2 * chunk - len(re_exports) >= chunk else len(head)
     items[:] = head[:cut] + re_exports + head[cut:]
