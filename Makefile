@@ -1,5 +1,5 @@
 # Two set-up commands that work on a fresh machine (Python >= 3.10 with venv):
-#   make demo   - the whole pipeline on built-in SYNTHETIC radiographs (no download, about 13 min on a 2-core AVX2 CPU)
+#   make demo   - the whole pipeline on built-in SYNTHETIC radiographs (no download, 11-13 min on a 2-core AVX2 CPU)
 #   make test   - the test suite (fast + slow + real-data tests when ../shared exists)
 # Both create .venv and install everything into it from requirements.txt / pyproject.toml.
 PYTHON ?= python3

@@ -1,4 +1,4 @@
-"""`fracture-edge demo`: the whole pipeline on built-in SYNTHETIC radiographs, no download, ~13 min on 2 AVX2 cores."""
+"""`fracture-edge demo`: the whole pipeline on built-in SYNTHETIC radiographs, no download, 11-13 min on 2 AVX2 cores."""
 from __future__ import annotations
 
 import logging
