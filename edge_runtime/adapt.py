@@ -40,6 +40,7 @@ from .classifier import open_classifier
 from .dataset import LABELS
 from .metrics import SCREENING_SENSITIVITY
 from .model_card import CARD_FILENAME, write_model_card
+from .site_model import BUNDLE_KEY as SITE_KEY, judge_site
 from .bundle_schema import THRESHOLD_NAMES
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ def fit_and_write(opts: AdaptOptions, folder: Path, base: dict, clf, local: Loca
     """Fit, evaluate, and write the run into `folder` (the claimed build folder that becomes opts.out);
     `logged`: warnings already shown, which go into the report too."""
     warnings = list(logged) + check_counts(local.counts(), str(opts.data))
+    site = site_check(clf, local)
     target = float(base["thresholds"].get("screening_target_sensitivity", SCREENING_SENSITIVITY))
     fitted = fit_head(local.features, local.targets, target, k=opts.folds, seed=opts.seed)
     phases.done("fit")
@@ -143,6 +145,7 @@ def fit_and_write(opts: AdaptOptions, folder: Path, base: dict, clf, local: Loca
     warnings += [warning] if warning else []
     phases.done("cross-validation")
     report = build_report(opts, clf, local, fitted, evaluation, warnings, phases.seconds)
+    report["site_check"] = site
     write_adapted_run(opts, folder, base, report, fitted)
     phases.done("write")
     report["seconds"] = phases.seconds
@@ -152,6 +155,16 @@ def fit_and_write(opts: AdaptOptions, folder: Path, base: dict, clf, local: Loca
     for line in warnings[len(logged):]:
         log.warning("%s", line)
     return AdaptResult(opts.out, report, tuple(warnings))
+
+
+def site_check(clf, local: LocalSet) -> dict | None:
+    """check-site on the local images before the fit (their features are already read), logged in words."""
+    if getattr(clf, "site", None) is None:
+        return None
+    verdict = judge_site(clf.site.flags(local.features))
+    log.info("adapt: site check: %d of %d local images outside the training data (%.1f %%): %s", verdict.flagged,
+             verdict.images, 100 * verdict.share, verdict.words)
+    return verdict.to_dict()
 
 
 def build_report(opts: AdaptOptions, clf, local: LocalSet, fitted, evaluation: dict, warnings: list,
@@ -203,6 +216,9 @@ def write_adapted_run(opts: AdaptOptions, folder: Path, base: dict, report: dict
                      "the Keras model cannot apply the head" if name == "keras" else "no features output")
             continue
         artifacts[name] = {**record, "base_file": link_or_copy(source, folder / record["file"], opts.out)}
+    site = base.get(SITE_KEY)
+    if isinstance(site, dict) and (opts.run / str(site.get("file"))).is_file():   # same features, same site model
+        link_or_copy(opts.run / site["file"], folder / site["file"], opts.out)
     save_bundle(folder, adapted_bundle(base, report, fitted, artifacts))
 
 

@@ -27,6 +27,8 @@ INPUT_STRINGS = {
 }
 HEAD_KINDS = ("logistic",)   # adapted_head: P = sigmoid(output . weights + bias) (fracture-edge adapt)
 REQUIRED_KEYS = ("schema_version", "labels", "positive_label", "thresholds", "input", "output")
+SITE_METHOD = "mahalanobis-pca"   # site_model: edge_runtime/site_model.py
+SITE_LAYOUT = ("mean", "components", "scales", "held_out", "values")
 METRIC_NUMBERS = ("auc", "threshold", "f1", "sensitivity", "specificity", "precision", "accuracy")
 METRIC_COUNTS = ("n", "n_positive")
 
@@ -98,6 +100,9 @@ def bundle_problems(bundle: Any) -> list[str]:
     head = problems.object(bundle, "adapted_head", "adapted_head")
     if head is not None:
         _check_adapted_head(head, (output or {}).get("extra"), problems)
+    site = problems.object(bundle, "site_model", "site_model")
+    if site is not None:
+        _check_site_model(site, (output or {}).get("extra"), problems)
     artifacts = problems.object(bundle, "artifacts", "artifacts")
     if artifacts is not None:
         for name, record in artifacts.items():
@@ -219,6 +224,25 @@ def _check_adapted_head(head: dict, extra: Any, problems: _Problems) -> None:
     elif isinstance(weights, list) and weights and is_integer(shape[0]) and len(weights) != shape[0]:
         problems.append(f"adapted_head.weights has {len(weights)} values but output.extra.{name} has {shape[0]} "
                         "(a head fitted on another model?)")
+
+
+def _check_site_model(site: dict, extra: Any, problems: _Problems) -> None:
+    """site_model (edge_runtime/site_model.py): its file like an artifact's, its sizes, and its features matching
+    the declared features output it reads."""
+    _check_artifact(site, "site_model", problems)
+    problems.need(site.get("method") == SITE_METHOD, "site_model.method", repr(SITE_METHOD), site.get("method"))
+    for key in ("features", "components", "held_out"):
+        problems.need(is_integer(site.get(key)) and site.get(key) >= 1, f"site_model.{key}", "an integer >= 1",
+                      site.get(key))
+    flag = site.get("flag_below")
+    problems.need(is_number(flag) and 0.0 < flag < 1.0, "site_model.flag_below", "a number in (0, 1)", flag)
+    layout = site.get("layout")
+    if problems.need(isinstance(layout, dict) and all(is_integer(layout.get(k)) for k in SITE_LAYOUT),
+                     "site_model.layout", f"an object of integer offsets ({', '.join(SITE_LAYOUT)})", layout):
+        features = (extra or {}).get("features") if isinstance(extra, dict) else None
+        shape = features.get("shape") if isinstance(features, dict) else None
+        problems.need(isinstance(shape, list) and shape == [site.get("features")], "site_model.features",
+                      f"the size of the declared features output ({shape})", site.get("features"))
 
 
 def _check_artifact(record: Any, where: str, problems: _Problems) -> None:

@@ -27,6 +27,9 @@ from .backends import open_backend
 from .bundle import BundleError, input_contract, resolve_threshold
 from .errors import FractureEdgeError
 from .preprocessing import load_batch, load_model_input
+from .site_model import SiteModel, site_model_for
+
+FEATURES = "features"   # the extra output the site check reads (export/extra_outputs.py)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ class Prediction:
     threshold: float
     latency_ms: float      # model inference time for this image (its share of the batch), no decoding
     heatmap: np.ndarray | None = field(default=None, compare=False, repr=False)   # (h, w) when asked for
+    in_distribution: float | None = None        # site check score (conformal p-value), None without a site model
+    outside_training_data: bool | None = None   # in_distribution < the site model's flag level
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,22 @@ class Classifier:
         if self.head is not None and self.head.output not in self._extra:
             raise BundleError(f"{self.path}: the bundle's adapted head reads the {self.head.output!r} output, which "
                               "this model lacks (re-export the base run, then run fracture-edge adapt again)")
+        self.site = self._site_model()
         log.debug("loaded %s (%s, %s) with %s", self.path, self.format.name, resolved.bundle_source, self.runtime)
+
+    def _site_model(self) -> SiteModel | None:
+        """The run's site model (bundle site_model + its file beside the artifact), when the artifact has the
+        features output it reads."""
+        if FEATURES not in self._extra:
+            return None
+        try:
+            site = site_model_for(self.bundle, self.path.parent)
+        except (ValueError, OSError) as exc:
+            raise BundleError(str(exc)) from None
+        if site is not None and site.features != int(np.prod(self._extra[FEATURES][1])):
+            raise BundleError(f"{self.path}: the site model reads {site.features} features, the model gives "
+                              f"{self._extra[FEATURES][1]} (a site model of another run?)")
+        return site
 
     def _check_input_shape(self) -> None:
         shape = self._backend.input_details.shape
@@ -147,19 +167,30 @@ class Classifier:
             probs = outputs[0][:, int(self.bundle["output"].get("positive_index", 0))].astype(np.float64)
         return probs, {name: extra[name] for name in names}
 
-    def _timed(self, pixels: np.ndarray, heatmap: bool = False) -> tuple[np.ndarray, np.ndarray | None, float]:
-        start = time.perf_counter()
-        probs, extra = self.outputs(pixels, ("heatmap",) if heatmap else ())
-        return probs, extra.get("heatmap"), (time.perf_counter() - start) * 1000.0 / max(len(pixels), 1)
+    def scored_outputs(self, pixels: np.ndarray, heatmap: bool = False) -> tuple[np.ndarray, dict]:
+        """(probabilities, {"heatmap": maps, "in_distribution": site check scores} as available) from one run."""
+        names = (("heatmap",) if heatmap else ()) + ((FEATURES,) if self.site is not None else ())
+        probs, extra = self.outputs(pixels, names)
+        if self.site is not None:
+            extra["in_distribution"] = self.site.scores(extra.pop(FEATURES))
+        return probs, extra
 
-    def _prediction(self, path, probability: float, latency_ms: float, heatmap=None) -> Prediction:
+    def _timed(self, pixels: np.ndarray, heatmap: bool = False) -> tuple[np.ndarray, dict, float]:
+        start = time.perf_counter()
+        probs, extra = self.scored_outputs(pixels, heatmap)
+        return probs, extra, (time.perf_counter() - start) * 1000.0 / max(len(pixels), 1)
+
+    def _prediction(self, path, probability: float, latency_ms: float, extra: dict, row: int) -> Prediction:
         p = float(probability)
-        return Prediction(str(path), p, self.label_for(p), self.threshold_name, self.threshold, latency_ms, heatmap)
+        heatmap = extra["heatmap"][row] if "heatmap" in extra else None
+        score = float(extra["in_distribution"][row]) if "in_distribution" in extra else None
+        return Prediction(str(path), p, self.label_for(p), self.threshold_name, self.threshold, latency_ms, heatmap,
+                          score, None if score is None else score < self.site.flag_below)
 
     def predict_file(self, path: str | os.PathLike, heatmap: bool = False) -> Prediction:
         """Classify one image file; raises ImageDecodeError (a FractureEdgeError) on a bad file."""
-        probs, maps, latency = self._timed(load_model_input(path, self.contract)[None], heatmap)
-        return self._prediction(path, probs[0], latency, None if maps is None else maps[0])
+        probs, extra, latency = self._timed(load_model_input(path, self.contract)[None], heatmap)
+        return self._prediction(path, probs[0], latency, extra, 0)
 
     def predict_files(self, paths: Sequence, batch_size: int = 16, heatmap: bool = False) -> list[Prediction | FileFailure]:
         """Classify many files in batches, in input order; bad files become FileFailure, never fatal."""
@@ -171,10 +202,10 @@ class Classifier:
     def predict_batch(self, paths: Sequence, heatmap: bool = False) -> list[Prediction | FileFailure]:
         """Classify one batch of files (decoded together, run as one batch when the model allows)."""
         pixels, kept, failures = load_batch(paths, self.contract)
-        probs, maps, latency = self._timed(pixels, heatmap)
+        probs, extra, latency = self._timed(pixels, heatmap)
         results: list = [None] * len(paths)
         for row, (index, probability) in enumerate(zip(kept, probs)):
-            results[index] = self._prediction(paths[index], probability, latency, None if maps is None else maps[row])
+            results[index] = self._prediction(paths[index], probability, latency, extra, row)
         failed = iter(failures)
         for index, result in enumerate(results):
             if result is None:

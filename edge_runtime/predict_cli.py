@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from .artifacts import FORMAT_PREFERENCE
 from .formats import EXPORT_FORMATS
 
-ROW_FIELDS = ("path", "label", "probability", "threshold_name", "threshold", "latency_ms", "error")
+ROW_FIELDS = ("path", "label", "probability", "threshold_name", "threshold", "latency_ms", "in_distribution",
+              "outside_training_data", "error")
 PROGRESS_MIN_FILES = 20  # show a progress bar (on a terminal) from this many files on
 MAX_THREADS = 256        # interpreter threads: more only exhausts the machine
 MAX_BATCH = 256          # images decoded and held in memory at once
@@ -110,8 +111,9 @@ class RowWriter:
         elif self.csv:
             self.csv.writerow(row)
         else:
+            outside = ", OUTSIDE the training data" if row["outside_training_data"] else ""
             print(f"{shown(row['path'])}: {row['label']} (p={row['probability']:.4f}, threshold "
-                  f"{row['threshold_name']}={row['threshold']:.4f}, {row['latency_ms']:.1f} ms)", file=self.out)
+                  f"{row['threshold_name']}={row['threshold']:.4f}, {row['latency_ms']:.1f} ms{outside})", file=self.out)
         self.out.flush()
 
 
@@ -138,7 +140,9 @@ def result_row(result) -> dict:
     result = result.prediction if isinstance(result, OverlayFailure) else result
     return {"path": result.path, "label": result.label, "probability": round(result.probability, 6),
             "threshold_name": result.threshold_name, "threshold": result.threshold,
-            "latency_ms": round(result.latency_ms, 3), "error": reason}
+            "latency_ms": round(result.latency_ms, 3),
+            "in_distribution": None if result.in_distribution is None else round(result.in_distribution, 4),
+            "outside_training_data": result.outside_training_data, "error": reason}
 
 
 def check_options(args: argparse.Namespace) -> str:

@@ -111,9 +111,10 @@ class Service:
             gray = self.decode(data, name)
             pixels = to_model_input(gray, self.clf.contract)[None]
             model_start = time.perf_counter()
-            probs, extra = self.clf.outputs(pixels, ("heatmap",) if self.heatmap else ())
+            probs, extra = self.clf.scored_outputs(pixels, self.heatmap)
             model_end = time.perf_counter()
             answer = self.describe(float(probs[0]), gray)
+            answer["in_distribution"] = site_entry(self.clf, extra)
             if self.heatmap:
                 answer["heatmap"] = heatmap_entry(gray, extra["heatmap"][0], answer, self.clf, overlay)
             self.served += 1
@@ -144,6 +145,15 @@ class Service:
     @property
     def negative_label(self) -> str:
         return next(label for label in self.clf.bundle["labels"] if label != self.clf.positive_label)
+
+
+def site_entry(clf, extra: dict) -> dict | None:
+    """The site check of one upload: its in_distribution score and flag (None without a site model)."""
+    if "in_distribution" not in extra:
+        return None
+    score = float(extra["in_distribution"][0])
+    return {"score": round(score, 4), "outside_training_data": bool(score < clf.site.flag_below),
+            "flag_below": clf.site.flag_below}
 
 
 def heatmap_entry(gray: np.ndarray, grid: np.ndarray, answer: dict, clf, overlay: bool) -> dict:

@@ -41,12 +41,20 @@ function showHeatmap(heatmap) {
       "where the model looked, not how sure it is."
     : "this model has no heatmap output"));
 }
+function showSite(site) {
+  if (!site) { $("site").replaceChildren(el("small", "no site check: this model has no site model")); return; }
+  $("site").replaceChildren(site.outside_training_data
+    ? el("b", `OUTSIDE the training data (in_distribution ${Number(site.score).toFixed(3)} < ${site.flag_below}): ` +
+         "treat this answer with caution", { id: "outside" })
+    : el("small", `like the training data (in_distribution ${Number(site.score).toFixed(3)})`, { id: "inside" }));
+}
 function show(answer, file) {
   const positive = info ? info.positive_label : "fractured";
   $("prob").replaceChildren(`P(${positive}) = `, el("b", Number(answer.probability).toFixed(4)));
   const rows = Object.entries(answer.decisions).map(([name, d]) => decisionRow(name, d, positive));
   $("decisions").querySelector("tbody").replaceChildren(...rows);
   $("decisions").hidden = false;
+  showSite(answer.in_distribution);
   const l = answer.latency_ms;
   $("latency").replaceChildren(el("small",
     `latency: model ${l.model} ms, decode ${l.decode} ms, total ${l.total} ms (server side) · ` +

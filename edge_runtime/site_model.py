@@ -19,6 +19,7 @@ where each starts), readable from Kotlin with a ByteBuffer, and a small JSON rec
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
+from .bundle_schema import SITE_METHOD as METHOD   # one spelling, checked by the schema
 
-METHOD = "mahalanobis-pca"
+log = logging.getLogger(__name__)
+
+SITE_FILE = "site_model.f32"     # beside the artifacts in a run folder (and in Android assets)
+BUNDLE_KEY = "site_model"        # bundle.json: describe() + file, sha256, bytes, source, images
 COMPONENTS = 64
 HOLDOUT_SHARE = 0.25
 FLAG_P = 0.05
@@ -52,6 +57,10 @@ class SiteModel:
     def features(self) -> int:
         return int(self.mean.size)
 
+    @property
+    def flag_below(self) -> float:
+        return FLAG_P
+
     def distances(self, features: np.ndarray) -> np.ndarray:
         """(N,) distance of each (N, D) feature vector."""
         x = np.asarray(features, dtype=np.float32)
@@ -62,13 +71,17 @@ class SiteModel:
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """(N,) in_distribution score: the conformal p-value of each image against the held-out images."""
-        d = self.distances(features)
+        return self.scores_of_distances(self.distances(features))
+
+    def scores_of_distances(self, d: np.ndarray) -> np.ndarray:
+        """(N,) in_distribution scores of distances already computed."""
+        d = np.asarray(d, dtype=np.float64)
         at_least_as_far = self.held_out.size - np.searchsorted(self.held_out, d, side="left")
         return (1.0 + at_least_as_far) / (1.0 + self.held_out.size)
 
     def flags(self, features: np.ndarray) -> np.ndarray:
         """(N,) True where an image lies outside the training data."""
-        return self.scores(features) < FLAG_P
+        return self.scores(features) < self.flag_below
 
     def describe(self) -> dict:
         """The bundle.json record: method, sizes and the float32 file's layout (offsets in values)."""
@@ -102,6 +115,26 @@ def load_site_model(path: str | Path, record: dict) -> SiteModel:
     start = layout["held_out"]
     return SiteModel(values[:d].copy(), values[d:d + k * d].reshape(k, d).copy(),
                      values[d + k * d:start].copy(), values[start:].copy(), int(record.get("fitted_on", 0)))
+
+
+def site_model_for(bundle: dict, folder: str | Path) -> SiteModel | None:
+    """The run's site model when its bundle records one and its file lies in `folder`, checked against the
+    recorded sha256 (a mismatch is one clear error); None when the bundle has none or the file is absent
+    (a lone artifact copied without it: predictions then carry no in_distribution score)."""
+    import hashlib
+
+    record = bundle.get(BUNDLE_KEY)
+    if not isinstance(record, dict):
+        return None
+    path = Path(folder) / str(record.get("file", SITE_FILE))
+    if not path.is_file():
+        log.info("%s: no site model file beside the model: no in_distribution score", path)
+        return None
+    data = path.read_bytes()
+    if record.get("sha256") and hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise ValueError(f"{path}: the site model does not match the sha256 bundle.json records "
+                         "(re-export the run)")
+    return load_site_model(path, record)
 
 
 def fit_site_model(features: np.ndarray, components: int = COMPONENTS, holdout_share: float = HOLDOUT_SHARE,

@@ -50,6 +50,9 @@ def register(subparsers) -> None:
     p.add_argument("--selection-images", type=int, default=400,
                    help="held-out training images that choose the float layers of the opt-in tflite-int8-mixed / "
                         "onnx-int8-mixed formats (default 400)")
+    p.add_argument("--site-images", type=int, default=1000,
+                   help="training images the site check's in-distribution model is fitted on (0 = all, -1 = no "
+                        "site model; default 1000)")
     for flag, (field, what) in VERDICT_FLAGS.items():
         p.add_argument("--" + flag.replace("_", "-"), type=float, default=None,
                        help=f"{what} (default {default_rule(field)})")
@@ -97,7 +100,7 @@ def options_from_args(args):
         calib_data=args.calib_data, calib_images=args.calib_images, calib_seed=args.calib_seed,
         verify_data=args.verify_data, verify_splits=splits, android_assets=args.android_assets,
         gates=rules_from_args(args), onnx_opset=args.onnx_opset, onnx_reduce_range=args.onnx_reduce_range,
-        selection_images=args.selection_images,
+        selection_images=args.selection_images, site_images=args.site_images,
         equalize=not args.no_equalize, qat_images=args.qat_images,
         fold_normalization=not args.no_fold_normalization,
         num_threads=args.threads or os.cpu_count())

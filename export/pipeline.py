@@ -22,14 +22,16 @@ from ..edge_runtime.bundle import artifact_record, input_contract, load_bundle
 from ..edge_runtime.confidence import artifact_uncertainty
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.shifts import apply_shift
+from ..edge_runtime.site_model import BUNDLE_KEY as SITE_KEY, SITE_FILE
 from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS, DEPLOY_PREFERENCE, FORMATS, MIXED_SUFFIX
 from .calibration import (ImageSet, calibration_set, resolve_data_dir, selection_samples, selection_set,
                           tuning_set, verification_set)
 from .compat import check_artifact
 from .exporters import EXPORTERS, ExportContext
-from .extra_outputs import declare_extra_outputs
+from .extra_outputs import FEATURES, declare_extra_outputs
 from .heatmap_check import verify_heatmaps
 from .onnx_export import OPSET
+from .site_fit import SITE_IMAGES, fit_export_site_model, publish_site_model
 from .footprint import StageMeter, peak_rss_mb, release_memory, rss_mb
 from .gates import VerdictRules, is_exact_format
 from .outcome import GATE_FAILED, deploy_choice
@@ -59,6 +61,7 @@ class ExportOptions:
     onnx_opset: int = OPSET
     onnx_reduce_range: bool = False
     selection_images: int = 400         # held-out training images that choose the float ops of a *-int8-mixed row
+    site_images: int = SITE_IMAGES      # training images of the site model (0 = all, -1 = none): export/site_fit.py
     equalize: bool = True
     qat_images: int = 0                 # training images for int8-aware tuning (0: post-training only)
     fold_normalization: bool = True     # int8 formats read raw pixels in conv1 (export/stem_fold.py)
@@ -251,7 +254,8 @@ def copy_android_assets(run_dir: Path, rows: list[ExportRow], dest: str) -> list
         raise FractureEdgeError(f"{run_dir}: no TFLite artifact passed its verdict ({', '.join(DEPLOY_PREFERENCE)}); "
                                 f"nothing to copy into {dest}")
     copied = []
-    for name in (choice.file, "bundle.json"):
+    site = (SITE_FILE,) if (run_dir / SITE_FILE).is_file() else ()   # the app's site check reads it (bundle site_model)
+    for name in (choice.file, *site, "bundle.json"):
         with atomic.atomic_path(Path(dest) / name) as tmp:
             shutil.copyfile(run_dir / name, tmp)
         copied.append(str(Path(dest) / name))
@@ -280,6 +284,24 @@ def qat_options(opts: ExportOptions):
     return QatOptions(images=opts.qat_images, seed=opts.calib_seed)
 
 
+def with_site_model(opts: ExportOptions, bundle: dict, model, extra_outputs: tuple, folder: Path,
+                    meter: StageMeter) -> dict:
+    """The bundle with the site check's record (its file staged in `folder`); without one when it is turned off,
+    the model has no features output, or the training images are too few to fit it (a warning says so)."""
+    bundle = {k: v for k, v in bundle.items() if k != SITE_KEY}
+    if opts.site_images < 0 or FEATURES not in extra_outputs:
+        return bundle
+    try:
+        data = resolve_data_dir(opts.calib_data, bundle, opts.run_dir, "calib")
+        with meter.stage("site model (training images)"):
+            record = fit_export_site_model(model, data, input_contract(bundle), folder, opts.site_images,
+                                           opts.calib_seed)
+    except (ValueError, FractureEdgeError) as exc:
+        log.warning("no site model: %s", exc)
+        return bundle
+    return {**bundle, SITE_KEY: record}
+
+
 def run_export(opts: ExportOptions) -> tuple[list[ExportRow], dict]:
     """Export every requested format; returns the rows and the context for the report.
 
@@ -298,6 +320,7 @@ def export_staged(opts: ExportOptions, staging: Staging) -> tuple[list[ExportRow
     with meter.stage("load keras model"):
         model = load_keras_model(opts.run_dir, input_contract(bundle).size)
     bundle, extra_outputs = declare_extra_outputs(bundle, model)   # every artifact carries them
+    bundle = with_site_model(opts, bundle, model, extra_outputs, staging.folder, meter)
     verifier, load_calibration, load_selection, load_tuning = load_inputs(opts, bundle, model, meter)
     ctx = ExportContext(model, input_contract(bundle), load_calibration, load_selection, opts.onnx_opset,
                         opts.onnx_reduce_range, equalize=opts.equalize, qat=qat_options(opts),
@@ -311,8 +334,12 @@ def export_staged(opts: ExportOptions, staging: Staging) -> tuple[list[ExportRow
     verify_dir = resolve_data_dir(opts.verify_data, bundle, opts.run_dir, "verify")
     rows, heatmaps = verify_heatmaps(rows, opts.run_dir, verify_dir, bundle, model, verifier.images, meter,
                                      artifact_dir=staging.folder)
-    rows, context = commit(staging, rows, lambda placed: record_export(opts, bundle, placed, verifier.images,
-                                                                        time.perf_counter() - start))
+
+    def publish(placed: list) -> dict:
+        publish_site_model(staging.folder / SITE_FILE, opts.run_dir)
+        return record_export(opts, bundle, placed, verifier.images, time.perf_counter() - start)
+
+    rows, context = commit(staging, rows, publish)
     context["heatmaps"] = heatmaps
     context["keras_uncertainty"] = artifact_uncertainty(verifier.images.labels, verifier.ref_probs, bundle["thresholds"])
     context["memory"] = meter.to_dict()

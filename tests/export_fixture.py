@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 SIZE = 64
-DATA_SPEC = dict(train=48, val=24, test=24, image_size=80)   # train.synthetic.SyntheticSpec
+DATA_SPEC = dict(train=80, val=24, test=24, image_size=80)   # train.synthetic.SyntheticSpec (80: the site model needs 20 held out)
 CALIB_IMAGES = 16
 # The held-out training images the dynamic-range export measures each layer's error on (one model run per
 # layer, ~120 layers): 8 instead of the 32 left beside the calibration images halves its time here.
