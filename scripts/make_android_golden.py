@@ -215,6 +215,31 @@ def head_cases(adapted: dict) -> list[dict]:
     return cases
 
 
+SITE_TRAINING = 120   # feature vectors the golden site model is fitted on (90 fit, 30 held out)
+
+
+def make_site_files(out: Path, adapted: dict) -> list[dict]:
+    """site_model.f32 + bundle_site.json (the adapted bundle's features output with a site_model record), and
+    cases: features -> distance and in_distribution score by the Python runtime (edge_runtime/site_model.py)."""
+    from fracture_edge.edge_runtime.bundle import artifact_record
+    from fracture_edge.edge_runtime.site_model import SITE_FILE, fit_site_model
+
+    rng = np.random.default_rng(17)
+    site = fit_site_model(rng.normal(0, 1, (SITE_TRAINING, FEATURES)) * np.linspace(3, 0.5, FEATURES), components=5)
+    site.save(out / SITE_FILE)
+    bundle = {k: v for k, v in adapted.items() if k != "adapted_head"}
+    bundle["site_model"] = {**site.describe(), **artifact_record(out / SITE_FILE)}
+    atomic.write_json(out / "bundle_site.json", validate_bundle(bundle, "golden site bundle"))
+    cases = []
+    for spread in (0.5, 1.0, 2.0, 4.0):
+        features = rng.normal(0, spread, (4, FEATURES)).astype(np.float32).astype(np.float64)
+        for vector, d, score in zip(features, site.distances(features), site.scores(features)):
+            if np.min(np.abs(site.held_out - d)) > 1e-4 * d:     # no held-out distance within rounding of it
+                cases.append({"features": vector.tolist(), "distance": float(d), "in_distribution": float(score),
+                              "outside_training_data": bool(score < site.flag_below)})
+    return cases
+
+
 def decision_cases(bundle: dict) -> list[dict]:
     negative = next(label for label in bundle["labels"] if label != bundle["positive_label"])
     cases = []
@@ -253,6 +278,7 @@ def main(argv=None) -> int:
         "quantization": quantization_cases(),
         "decisions": decision_cases(bundle),
         "adapted_head": head_cases(adapted),
+        "site_model": make_site_files(out, adapted),
     }))
     total = sum(p.stat().st_size for p in out.iterdir())
     print(f"wrote {len(list(out.iterdir()))} files, {total / 1024:.0f} KB, into {out}")

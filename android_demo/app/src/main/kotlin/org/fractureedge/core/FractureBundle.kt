@@ -51,6 +51,8 @@ data class FractureBundle(
     /** The first of [APP_FORMATS] that bundle.json lists as verified; null when it lists none of them. */
     val artifact: ArtifactRecord?,
     val head: AdaptedHead? = null,
+    /** bundle["site_model"]: the site check the app runs on the features output (its file ships beside the model). */
+    val site: SiteRecord? = null,
 ) {
     val negativeLabel: String get() = labels.first { it != positiveLabel }
 
@@ -103,8 +105,12 @@ data class FractureBundle(
             val (thresholds, default) = readThresholds(root.getJSONObject("thresholds"), source)
             val artifact = root.optJSONObject("artifacts")?.let { chooseArtifact(it, source) }
             val head = root.optJSONObject("adapted_head")?.let { readHead(it, output.optJSONObject("extra"), source) }
+            val site = root.optJSONObject("site_model")?.let { SiteRecord.parse(it, source) }
+            val features = output.optJSONObject("extra")?.optJSONObject("features")?.optJSONArray("shape")
+            require(site == null || (features != null && features.length() == 1 && features.getInt(0) == site.features),
+                source) { "site_model reads ${site?.features} features, but output.extra declares no such features output" }
             return FractureBundle(labels, positive, thresholds, default,
-                readInput(root.getJSONObject("input"), source), artifact, head)
+                readInput(root.getJSONObject("input"), source), artifact, head, site)
         }
 
         /** The same rules as bundle_schema._check_adapted_head, one clear line per refusal. */

@@ -7,6 +7,9 @@ import org.fractureedge.core.Decision
 import org.fractureedge.core.FractureBundle
 import org.fractureedge.core.FractureCore
 import org.fractureedge.core.ModelMismatchException
+import org.fractureedge.core.SiteModel
+import org.fractureedge.core.SiteRecord
+import org.fractureedge.core.SiteScore
 import org.fractureedge.core.TensorCodec
 import org.fractureedge.core.TensorSpec
 import org.fractureedge.core.TensorType
@@ -18,8 +21,13 @@ import java.nio.ByteBuffer
 import java.nio.ByteOrder
 import java.security.MessageDigest
 
-/** A decision plus how long each stage took on this device. */
-data class Classification(val decision: Decision, val preprocessMillis: Double, val inferenceMillis: Double)
+/** A decision, the site check (null without a site model) and how long each stage took on this device. */
+data class Classification(
+    val decision: Decision,
+    val preprocessMillis: Double,
+    val inferenceMillis: Double,
+    val site: SiteScore? = null,
+)
 
 /**
  * The one class that talks to LiteRT: loads bundle.json and the model it chose (FractureBundle.artifact,
@@ -29,7 +37,8 @@ class FractureClassifier private constructor(
     private val interpreter: Interpreter,
     val core: FractureCore,
     private val probabilityIndex: Int,
-    private val features: Pair<Int, TensorSpec>?,   // (output index, spec) read by an adapted head
+    private val features: Pair<Int, TensorSpec>?,   // (output index, spec) read by an adapted head or the site check
+    private val site: SiteModel?,
 ) : Closeable {
 
     /** Decoded image -> decision; preprocessing and inference are timed separately. */
@@ -50,7 +59,8 @@ class FractureClassifier private constructor(
         val featureValues = featureOut?.let { (buffer, spec) -> TensorCodec.readVector(buffer, spec) }
         val probability = core.probability(TensorCodec.readProbability(output, core.output), featureValues)
         val decision = core.decide(probability, thresholdName)
-        return Classification(decision, (prepared - start) / 1e6, (done - prepared) / 1e6)
+        val siteScore = site?.let { model -> featureValues?.let(model::score) }
+        return Classification(decision, (prepared - start) / 1e6, (done - prepared) / 1e6, siteScore)
     }
 
     override fun close() = interpreter.close()
@@ -70,12 +80,25 @@ class FractureClassifier private constructor(
             try {
                 val index = probabilityOutput(interpreter)
                 val core = FractureCore(bundle, spec(interpreter.getInputTensor(0)), spec(interpreter.getOutputTensor(index)))
-                val features = bundle.head?.let { featuresOutput(interpreter, index, it.weights.size, artifact.file) }
-                return FractureClassifier(interpreter, core, index, features)
+                val site = bundle.site?.let { loadSite(assets, it) }
+                val size = bundle.head?.weights?.size ?: site?.features
+                val features = size?.let { featuresOutput(interpreter, index, it, artifact.file) }
+                return FractureClassifier(interpreter, core, index, features, site)
             } catch (exc: RuntimeException) {
                 interpreter.close()
                 throw exc
             }
+        }
+
+        /** The site check's model (bundle site_model + its asset, hash checked). */
+        private fun loadSite(assets: AssetManager, record: SiteRecord): SiteModel {
+            val bytes = readAsset(assets, record.file)
+            val actual = sha256(bytes)
+            if (!actual.equals(record.sha256, ignoreCase = true)) {
+                throw ModelMismatchException("${record.file} is not the site model $BUNDLE_ASSET describes: copy both " +
+                    "from the same export")
+            }
+            return SiteModel.fromBytes(record, bytes)
         }
 
         /** The probability: the output with one value per image (exports add extra outputs, e.g. a heatmap). */
@@ -97,8 +120,8 @@ class FractureClassifier private constructor(
         ): Pair<Int, TensorSpec> {
             val index = (0 until interpreter.outputTensorCount).firstOrNull {
                 it != probability && interpreter.getOutputTensor(it).numElements() == size
-            } ?: throw ModelMismatchException("$BUNDLE_ASSET has an adapted head on $size features, but " +
-                "$file has no such output: re-export the base run, then adapt again")
+            } ?: throw ModelMismatchException("$BUNDLE_ASSET reads $size features (adapted head or site check), but " +
+                "$file has no such output: re-export the run (and adapt again)")
             return index to spec(interpreter.getOutputTensor(index))
         }
 

@@ -150,7 +150,14 @@ class MainActivity : Activity() {
             String.format(Locale.US, "%.3f", d.threshold),
             String.format(Locale.US, "%.1f", outcome.inferenceMillis),
             String.format(Locale.US, "%.1f", outcome.preprocessMillis),
-            image.pixels.width, image.pixels.height, d.label)
+            image.pixels.width, image.pixels.height, d.label) + siteLine(outcome)
+    }
+
+    /** The result's site check line: outside the training data (treat with caution) or like it; none without a site model. */
+    private fun siteLine(outcome: Classification): String {
+        val site = outcome.site ?: return ""
+        val score = String.format(Locale.US, "%.3f", site.inDistribution)
+        return "\n" + getString(if (site.outsideTrainingData) R.string.site_outside else R.string.site_inside, score)
     }
 
     private fun showError(exc: Exception) = runOnUiThread {

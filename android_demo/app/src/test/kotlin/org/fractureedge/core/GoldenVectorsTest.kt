@@ -3,6 +3,7 @@ package org.fractureedge.core
 import org.json.JSONArray
 import org.json.JSONObject
 import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertThrows
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.DynamicTest
 import org.junit.jupiter.api.Test
@@ -115,6 +116,25 @@ class GoldenVectorsTest {
             assertEquals(case.getDouble("probability"), core.probability(0.5, features), 1e-12, case.toString())
         }
         assertEquals(0.5, FractureCore(bundle, core.input, core.output).probability(0.5, null))
+    }
+
+    @Test
+    fun siteModelMatchesPython() {
+        val site = FractureBundle.parse(resource("bundle_site.json").toString(Charsets.UTF_8)).site!!
+        val model = SiteModel.fromBytes(site, resource(site.file))
+        val cases = objects(expected.getJSONArray("site_model"))
+        assertTrue(cases.size >= 12 && cases.any { it.getBoolean("outside_training_data") } &&
+            cases.any { !it.getBoolean("outside_training_data") }, "cases on both sides of the flag")
+        for (case in cases) {
+            val features = doubles(case.getJSONArray("features")).toDoubleArray()
+            val want = case.getDouble("distance")
+            assertEquals(want, model.distance(features), 1e-5 * want, case.toString())
+            val score = model.score(features)
+            assertEquals(case.getDouble("in_distribution"), score.inDistribution, 1e-12, case.toString())
+            assertEquals(case.getBoolean("outside_training_data"), score.outsideTrainingData, case.toString())
+        }
+        val wrong = site.copy(components = site.components + 1)
+        assertThrows(ModelMismatchException::class.java) { SiteModel.fromBytes(wrong, resource(site.file)) }
     }
 
     private fun checkTensor(record: JSONObject, size: Int, want: JSONObject) {
