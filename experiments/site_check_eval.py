@@ -1,0 +1,218 @@
+"""How well the site check (issue 22) tells FracAtlas from sources it has not seen, on data we have.
+
+    python -m fracture_edge.experiments.site_check_eval runs/fracatlas-320 --out runs/fracatlas-320/site_eval \
+        [--formats tflite-fp32,tflite-int8-dynamic] [--no-shifts]
+
+The design is in docs/site-check.md ("Our own check of it"), written before this ran on the default model:
+- two "other sources" from what split.csv records: another detector (originals not 373x454) and another body
+  region (hip, shoulder). For each, the shipped fit_site_model is refitted on tflite-fp32 features of up to
+  SITE_IMAGES seeded training images WITHOUT that source; per-image AUROC (home test vs the source, every
+  split), share flagged, and the share of seeded 50-image folders judged right;
+- the shipped site model on the shift suite (acquisition shifts: reports; stability probes: must be "like");
+- per format: the same folders' verdicts from that format's features, and how many differ from tflite-fp32.
+Features of every image are cached per format in --out (features_<format>.npz).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..edge_runtime import atomic
+from ..edge_runtime.bundle import input_contract
+from ..edge_runtime.classifier import FEATURES, open_classifier
+from ..edge_runtime.dataset import read_dataset
+from ..edge_runtime.metrics import roc_auc
+from ..edge_runtime.preprocessing import load_batch
+from ..edge_runtime.progress import progress
+from ..edge_runtime.shifts import STABILITY_PROBES, SHIFTS, apply_shift
+from ..edge_runtime.site_model import fit_site_model, judge_site
+from ..export.site_fit import SITE_IMAGES
+
+log = logging.getLogger(__name__)
+
+SITE_SIZE = 50
+DRAWS = 200
+BATCH = 16
+REFERENCE = "tflite-fp32"
+HOME_DEVICE = {("373", "454"), ("454", "373")}
+SOURCES = {   # name -> (what it is, predicate on a Sample)
+    "another-device": ("originals not 373x454 px (a second detector)",
+                       lambda s: (s.meta.get("orig_w"), s.meta.get("orig_h")) not in HOME_DEVICE),
+    "another-region": ("hip and shoulder radiographs", lambda s: s.meta.get("region") in ("hip", "shoulder")),
+}
+
+
+def all_features(clf, samples, cache: Path) -> np.ndarray:
+    """(N, D) features of every sample through `clf` (cached in `cache`; a sample that fails to decode is NaN)."""
+    paths = [str(s.path) for s in samples]
+    if cache.is_file():
+        stored = np.load(cache)
+        if list(stored["paths"]) == paths:
+            return stored["features"]
+    out = np.full((len(paths), clf.site.features), np.nan, np.float32)
+    starts = range(0, len(paths), BATCH)
+    for start in progress(starts, f"features through {clf.format.name}", len(starts)):
+        pixels, kept, failures = load_batch(paths[start:start + BATCH], clf.contract)
+        for path, reason in failures:
+            log.warning("skipped %s: %s", path, reason)
+        if kept:
+            feats = clf.outputs(pixels, (FEATURES,))[1][FEATURES].reshape(len(kept), -1)
+            out[[start + i for i in kept]] = feats
+    atomic.write_bytes(cache, _npz_bytes(paths=np.array(paths), features=out))
+    return out
+
+
+def _npz_bytes(**arrays) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def folder_draws(n: int, seed: int) -> np.ndarray:
+    """(DRAWS, SITE_SIZE) seeded folders (indices, without replacement) out of n images."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.choice(n, SITE_SIZE, replace=False) for _ in range(DRAWS)])
+
+
+def verdicts(flags: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """(DRAWS,) True where the folder is judged "different"."""
+    return np.array([judge_site(flags[d]).verdict == "different" for d in draws])
+
+
+def source_rows(samples, features: dict[str, np.ndarray], seed: int) -> dict:
+    """The own-built sources: refit on the reference format's home training features, judge every format."""
+    rows = {}
+    split = np.array([s.split for s in samples])
+    reference = features[REFERENCE]
+    for name, (what, is_source) in SOURCES.items():
+        source = np.array([is_source(s) for s in samples])
+        ok = np.isfinite(reference).all(axis=1)
+        train_home = np.flatnonzero((split == "train") & ~source & ok)
+        chosen = np.random.default_rng(seed).permutation(train_home)[:SITE_IMAGES]
+        site = fit_site_model(reference[chosen], seed=seed)
+        home = np.flatnonzero((split == "test") & ~source & ok)
+        other = np.flatnonzero(source & ok)
+        home_draws, other_draws = folder_draws(home.size, seed), folder_draws(other.size, seed + 1)
+        row = {"what": what, "fit_images": int(chosen.size), "home_test_images": int(home.size),
+               "source_images": int(other.size), "formats": {}}
+        for fmt, feats in features.items():
+            d_home, d_other = site.distances(feats[home]), site.distances(feats[other])
+            f_home = site.scores_of_distances(d_home) < site.flag_below
+            f_other = site.scores_of_distances(d_other) < site.flag_below
+            v_home, v_other = verdicts(f_home, home_draws), verdicts(f_other, other_draws)
+            row["formats"][fmt] = {
+                "auroc": roc_auc(np.r_[np.zeros(home.size), np.ones(other.size)], np.r_[d_home, d_other]),
+                "home_flagged": float(f_home.mean()), "source_flagged": float(f_other.mean()),
+                "home_folders_like": float(1 - v_home.mean()), "source_folders_different": float(v_other.mean()),
+                "_verdicts": np.r_[v_home, v_other]}
+        ref = row["formats"][REFERENCE]["_verdicts"]
+        for fmt, cell in row["formats"].items():
+            cell["folders_unlike_reference"] = int(np.sum(cell.pop("_verdicts") != ref))
+        rows[name] = row
+        log.info("%s: AUROC %s", name, {f: round(c["auroc"], 3) for f, c in row["formats"].items()})
+    return rows
+
+
+def shift_rows(clf, samples, seed: int) -> dict:
+    """The shipped site model on FracAtlas test through every shift of the suite."""
+    paths = [str(s.path) for s in samples if s.split == "test"]
+    pixels, kept, failures = load_batch(paths, input_contract(clf.bundle))
+
+    def distances(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([clf.site.distances(clf.outputs(x[i:i + BATCH], (FEATURES,))[1][FEATURES]
+                                                  .reshape(-1, clf.site.features)) for i in range(0, len(x), BATCH)])
+
+    base = distances(pixels)
+    base_flags = clf.site.scores_of_distances(base) < clf.site.flag_below
+    rows = {"test": {"flagged": float(base_flags.mean()),
+                     "folders_like": float(1 - verdicts(base_flags, folder_draws(base.size, seed)).mean())}}
+    for name in progress(list(SHIFTS), f"shift suite through {clf.format.name}", len(SHIFTS)):
+        d = distances(apply_shift(name, pixels, seed=seed))
+        flags = clf.site.scores_of_distances(d) < clf.site.flag_below
+        rows[name] = {"kind": "stability probe" if name in STABILITY_PROBES else "acquisition",
+                      "auroc": roc_auc(np.r_[np.zeros(base.size), np.ones(d.size)], np.r_[base, d]),
+                      "flagged": float(flags.mean()),
+                      "folders_different": float(verdicts(flags, folder_draws(d.size, seed + 1)).mean())}
+    return rows
+
+
+def scoring_cost_ms(clf, repeats: int = 2000) -> float:
+    """Median time of scoring one image's features (the site check's cost beyond the model run)."""
+    x = np.random.default_rng(0).standard_normal((1, clf.site.features)).astype(np.float32)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        clf.site.scores(x)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def evaluate(run: str, formats: list[str], data: str | None, out: Path, seed: int, shifts: bool) -> dict:
+    clfs = {fmt: open_classifier(run, format=fmt, integrity="require") for fmt in formats}
+    for fmt, clf in clfs.items():
+        if clf.site is None:
+            raise SystemExit(f"{run}: {fmt} has no site model (export the run with this version)")
+    reference = clfs[REFERENCE]
+    source = data or (reference.bundle.get("data") or {}).get("source")
+    samples = read_dataset(source)
+    features = {fmt: all_features(clf, samples, out / f"features_{fmt}.npz") for fmt, clf in clfs.items()}
+    result = {"run": run, "data": str(source), "formats": formats, "site_size": SITE_SIZE, "draws": DRAWS,
+              "seed": seed, "scoring_ms_per_image": scoring_cost_ms(reference),
+              "sources": source_rows(samples, features, seed)}
+    if shifts:
+        result["shifts"] = {fmt: shift_rows(clf, samples, seed) for fmt, clf in clfs.items()}
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# Site check on our own sources: {result['run']}", "",
+             f"Data {result['data']}; {result['draws']} seeded {result['site_size']}-image folders per set; "
+             f"scoring cost {result['scoring_ms_per_image'] * 1000:.0f} us per image beyond the model run.", "",
+             "| source | format | fit on | AUROC | home test flagged | source flagged | home folders 'like' "
+             "| source folders 'different' | verdicts unlike fp32 |", "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for name, row in result["sources"].items():
+        for fmt, c in row["formats"].items():
+            lines.append(f"| {name} ({row['source_images']}: {row['what']}) | {fmt} | {row['fit_images']} | "
+                         f"{c['auroc']:.3f} | {c['home_flagged']:.1%} | {c['source_flagged']:.1%} | "
+                         f"{c['home_folders_like']:.1%} | {c['source_folders_different']:.1%} | "
+                         f"{c['folders_unlike_reference']} |")
+    for fmt, rows in result.get("shifts", {}).items():
+        lines += ["", f"## The shipped site model on the shift suite ({fmt})", "",
+                  f"FracAtlas test: {rows['test']['flagged']:.1%} flagged, {rows['test']['folders_like']:.1%} of "
+                  "folders judged like the training data.", "",
+                  "| shift | kind | AUROC vs test | flagged | folders judged different |", "|---|---|--:|--:|--:|"]
+        for name, v in rows.items():
+            if name != "test":
+                lines.append(f"| {name} | {v['kind']} | {v['auroc']:.3f} | {v['flagged']:.1%} | "
+                             f"{v['folders_different']:.1%} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run")
+    parser.add_argument("--formats", default=REFERENCE, help=f"comma-separated; {REFERENCE} is always included")
+    parser.add_argument("--data", default=None, help="the dataset with split.csv metadata (default: the run's)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-shifts", action="store_true", help="skip the shift suite (a model run per shift)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    formats = [REFERENCE] + [f for f in args.formats.split(",") if f and f != REFERENCE]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = evaluate(args.run, formats, args.data, out, args.seed, not args.no_shifts)
+    atomic.write_json(out / "site_eval.json", result)
+    atomic.write_text(out / "site_eval.md", markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
