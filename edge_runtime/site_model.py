@@ -52,6 +52,7 @@ class SiteModel:
     scales: np.ndarray        # (K,) float32, 1 / standard deviation of each component's score
     held_out: np.ndarray      # (M,) float32, sorted distances of the held-out training images
     fitted_on: int            # training images the mean and components came from
+    residual_scale: float = 0.0   # 1 / sigma^2 of the directions outside the subspace; 0: the subspace only
 
     @property
     def features(self) -> int:
@@ -66,8 +67,27 @@ class SiteModel:
         x = np.asarray(features, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.features:
             raise ValueError(f"site model: expected features of shape (N, {self.features}), got {x.shape}")
-        z = (x - self.mean) @ self.components.T * self.scales
-        return np.sqrt(np.mean(np.square(z, dtype=np.float64), axis=1))
+        centred = x - self.mean
+        projected = centred @ self.components.T
+        inside = np.sum(np.square(projected * self.scales, dtype=np.float64), axis=1)
+        if not self.residual_scale:
+            return np.sqrt(inside / self.components.shape[0])
+        return np.sqrt((inside + self.residual_scale * self._residual_energy(centred, projected)) / self.features)
+
+    @staticmethod
+    def _residual_energy(centred: np.ndarray, projected: np.ndarray) -> np.ndarray:
+        """(N,) squared norm of each centred vector outside the subspace (>= 0)."""
+        total = np.sum(np.square(centred, dtype=np.float64), axis=1)
+        return np.maximum(total - np.sum(np.square(projected, dtype=np.float64), axis=1), 0.0)
+
+    def log_likelihood(self, features: np.ndarray) -> np.ndarray:
+        """(N,) Gaussian log-density of each feature vector under the probabilistic-PCA model (needs the residual)."""
+        if not self.residual_scale:
+            raise ValueError("site model: the log-likelihood needs the residual variance (fit with residual=True)")
+        x = np.asarray(features, dtype=np.float32)
+        d, k = self.features, self.components.shape[0]
+        log_det = -2.0 * np.sum(np.log(self.scales.astype(np.float64))) - (d - k) * math.log(self.residual_scale)
+        return -0.5 * (d * self.distances(x) ** 2 + log_det + d * math.log(2 * math.pi))
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """(N,) in_distribution score: the conformal p-value of each image against the held-out images."""
@@ -138,8 +158,9 @@ def site_model_for(bundle: dict, folder: str | Path) -> SiteModel | None:
 
 
 def fit_site_model(features: np.ndarray, components: int = COMPONENTS, holdout_share: float = HOLDOUT_SHARE,
-                   seed: int = 0) -> SiteModel:
-    """Fit on training-image features (N, D): the mean and components on a seeded part, distances of the rest."""
+                   seed: int = 0, residual: bool = False) -> SiteModel:
+    """Fit on training-image features (N, D): the mean and components on a seeded part, distances of the rest;
+    with `residual`, the distance also counts the energy outside the subspace (probabilistic PCA)."""
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or not np.isfinite(x).all():
         raise ValueError(f"site model: training features must be a finite (N, D) array, got shape {x.shape}")
@@ -155,10 +176,15 @@ def fit_site_model(features: np.ndarray, components: int = COMPONENTS, holdout_s
     k = max(1, min(components, fit.shape[0] - 1, x.shape[1]))
     variance = singular[:k] ** 2 / (fit.shape[0] - 1)
     variance = np.maximum(variance, _VARIANCE_FLOOR * max(float(variance[0]), 1e-30))
+    residual_scale = 0.0
+    if residual and x.shape[1] > k:
+        discarded = np.sum(singular[k:] ** 2) / (fit.shape[0] - 1) / (x.shape[1] - k)
+        residual_scale = 1.0 / max(float(discarded), _VARIANCE_FLOOR * max(float(variance[0]), 1e-30))
     model = SiteModel(mean.astype(np.float32), vt[:k].astype(np.float32),
-                      (1.0 / np.sqrt(variance)).astype(np.float32), np.zeros(0, np.float32), fit.shape[0])
+                      (1.0 / np.sqrt(variance)).astype(np.float32), np.zeros(0, np.float32), fit.shape[0],
+                      residual_scale)
     held_out = np.sort(model.distances(rest)).astype(np.float32)
-    return SiteModel(model.mean, model.components, model.scales, held_out, model.fitted_on)
+    return SiteModel(model.mean, model.components, model.scales, held_out, model.fitted_on, residual_scale)
 
 
 def binomial_upper_tail(k: int, n: int, p: float) -> float:

@@ -85,7 +85,39 @@ def verdicts(flags: np.ndarray, draws: np.ndarray) -> np.ndarray:
     return np.array([judge_site(flags[d]).verdict == "different" for d in draws])
 
 
-def source_rows(samples, features: dict[str, np.ndarray], seed: int) -> dict:
+def shipped_fit(fit: np.ndarray, val_home: np.ndarray, seed: int) -> tuple:
+    """The shipped site model (64 components, the subspace distance); val is not used."""
+    return fit_site_model(fit, seed=seed), {"method": "shipped (subspace)"}
+
+
+def residual_fit(fit: np.ndarray, val_home: np.ndarray, seed: int) -> tuple:
+    """The second design (docs/site-check.md): probabilistic PCA, K by the mean log-likelihood of val-home images."""
+    if not len(val_home):
+        raise SystemExit("the residual design needs val images of the home source to choose K")
+    likelihood = {k: float(np.mean(fit_site_model(fit, components=k, seed=seed, residual=True)
+                                   .log_likelihood(val_home))) for k in candidate_components(fit)}
+    best = max(likelihood, key=likelihood.get)
+    return (fit_site_model(fit, components=best, seed=seed, residual=True),
+            {"method": f"residual, K={best}", "components": best, "val_log_likelihood": likelihood})
+
+
+DESIGNS = {"shipped": shipped_fit, "residual": residual_fit}
+CANDIDATE_COMPONENTS = (8, 16, 32, 64, 128, 256)
+
+
+def candidate_components(fit: np.ndarray) -> list[int]:
+    """The candidate K that leave directions outside the subspace (K < D) and fit the images (K < N - 1)."""
+    return [k for k in CANDIDATE_COMPONENTS if k < min(fit.shape[1], fit.shape[0] - 1)]
+
+
+def per_k_auroc(fit: np.ndarray, home: np.ndarray, other: np.ndarray, seed: int) -> dict:
+    """Report only (after the choice): the residual design's AUROC at every candidate K."""
+    labels = np.r_[np.zeros(len(home)), np.ones(len(other))]
+    return {k: roc_auc(labels, fit_site_model(fit, components=k, seed=seed, residual=True)
+                       .distances(np.r_[home, other])) for k in candidate_components(fit)}
+
+
+def source_rows(samples, features: dict[str, np.ndarray], seed: int, design: str = "shipped") -> dict:
     """The own-built sources: refit on the reference format's home training features, judge every format."""
     rows = {}
     split = np.array([s.split for s in samples])
@@ -95,12 +127,15 @@ def source_rows(samples, features: dict[str, np.ndarray], seed: int) -> dict:
         ok = np.isfinite(reference).all(axis=1)
         train_home = np.flatnonzero((split == "train") & ~source & ok)
         chosen = np.random.default_rng(seed).permutation(train_home)[:SITE_IMAGES]
-        site = fit_site_model(reference[chosen], seed=seed)
+        val_home = np.flatnonzero((split == "val") & ~source & ok)
+        site, how = DESIGNS[design](reference[chosen], reference[val_home], seed)
         home = np.flatnonzero((split == "test") & ~source & ok)
         other = np.flatnonzero(source & ok)
         home_draws, other_draws = folder_draws(home.size, seed), folder_draws(other.size, seed + 1)
-        row = {"what": what, "fit_images": int(chosen.size), "home_test_images": int(home.size),
+        row = {"what": what, "design": how, "fit_images": int(chosen.size), "home_test_images": int(home.size),
                "source_images": int(other.size), "formats": {}}
+        if design == "residual":
+            row["auroc_per_k"] = per_k_auroc(reference[chosen], reference[home], reference[other], seed)
         for fmt, feats in features.items():
             d_home, d_other = site.distances(feats[home]), site.distances(feats[other])
             f_home = site.scores_of_distances(d_home) < site.flag_below
@@ -164,7 +199,8 @@ def evaluate(run: str, formats: list[str], data: str | None, out: Path, seed: in
     features = {fmt: all_features(clf, samples, out / f"features_{fmt}.npz") for fmt, clf in clfs.items()}
     result = {"run": run, "data": str(source), "formats": formats, "site_size": SITE_SIZE, "draws": DRAWS,
               "seed": seed, "scoring_ms_per_image": scoring_cost_ms(reference),
-              "sources": source_rows(samples, features, seed)}
+              "sources": source_rows(samples, features, seed),
+              "sources_residual": source_rows(samples, features, seed, design="residual")}
     if shifts:
         result["shifts"] = {fmt: shift_rows(clf, samples, seed) for fmt, clf in clfs.items()}
     return result
@@ -176,12 +212,18 @@ def markdown(result: dict) -> str:
              f"scoring cost {result['scoring_ms_per_image'] * 1000:.0f} us per image beyond the model run.", "",
              "| source | format | fit on | AUROC | home test flagged | source flagged | home folders 'like' "
              "| source folders 'different' | verdicts unlike fp32 |", "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
-    for name, row in result["sources"].items():
+    for name, row in [(f"{n} [{r['design']['method']}]", r) for key in ("sources", "sources_residual")
+                      for n, r in result.get(key, {}).items()]:
         for fmt, c in row["formats"].items():
             lines.append(f"| {name} ({row['source_images']}: {row['what']}) | {fmt} | {row['fit_images']} | "
                          f"{c['auroc']:.3f} | {c['home_flagged']:.1%} | {c['source_flagged']:.1%} | "
                          f"{c['home_folders_like']:.1%} | {c['source_folders_different']:.1%} | "
                          f"{c['folders_unlike_reference']} |")
+    for name, row in result.get("sources_residual", {}).items():
+        lines += ["", f"{name}, residual design: val-home log-likelihood per K "
+                  + ", ".join(f"{k}: {v:.0f}" for k, v in row["design"]["val_log_likelihood"].items())
+                  + f" (chosen K={row['design']['components']}); AUROC per K, a report only: "
+                  + ", ".join(f"{k}: {v:.3f}" for k, v in row["auroc_per_k"].items())]
     for fmt, rows in result.get("shifts", {}).items():
         lines += ["", f"## The shipped site model on the shift suite ({fmt})", "",
                   f"FracAtlas test: {rows['test']['flagged']:.1%} flagged, {rows['test']['folders_like']:.1%} of "

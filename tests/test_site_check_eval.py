@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from fracture_edge.edge_runtime.dataset import Sample
-from fracture_edge.experiments.site_check_eval import REFERENCE, SOURCES, source_rows
+from fracture_edge.experiments.site_check_eval import CANDIDATE_COMPONENTS, REFERENCE, SOURCES, source_rows
 
-D = 12
+D = 40
 
 
 def constructed(far: float, seed: int = 0) -> tuple[list[Sample], np.ndarray]:
@@ -17,7 +17,7 @@ def constructed(far: float, seed: int = 0) -> tuple[list[Sample], np.ndarray]:
     `far` away on axes 0 and 1, half of each in train."""
     rng = np.random.default_rng(seed)
     samples, features = [], []
-    for split, n in (("train", 400), ("test", 120)):
+    for split, n in (("train", 400), ("val", 60), ("test", 120)):
         for i in range(n):
             samples.append(Sample(Path(f"{split}/home{i}.jpg"), "not_fractured", split,
                                   meta={"orig_w": "373", "orig_h": "454", "region": "leg"}))
@@ -71,3 +71,19 @@ def test_the_source_images_never_fit_the_site_model(name):
     row = source_rows(samples, {REFERENCE: poisoned}, seed=0)[name]
     assert in_train.sum() >= 40 and row["fit_images"] == 400 + 40 * (name == "another-device")
     assert row["formats"][REFERENCE]["home_folders_like"] > 0.9
+
+
+def test_the_residual_design_chooses_k_by_the_val_home_likelihood_alone():
+    samples, features = constructed(far=8.0)
+    rows = source_rows(samples, {REFERENCE: features}, seed=0, design="residual")
+    split = np.array([s.split for s in samples])
+    for name, row in rows.items():
+        likelihood = row["design"]["val_log_likelihood"]
+        assert set(likelihood) == {k for k in CANDIDATE_COMPONENTS if k < D} == {8, 16, 32}
+        assert row["design"]["components"] == max(likelihood, key=likelihood.get)
+        assert set(row["auroc_per_k"]) == set(likelihood)
+        assert row["formats"][REFERENCE]["auroc"] > 0.99, name
+    moved = features.copy()
+    moved[split == "test"] *= 5.0           # test images (home and source) must not move the choice
+    again = source_rows(samples, {REFERENCE: moved}, seed=0, design="residual")
+    assert {n: r["design"] for n, r in again.items()} == {n: r["design"] for n, r in rows.items()}

@@ -105,3 +105,45 @@ def test_the_binomial_tail_and_the_wilson_interval_against_direct_formulas():
 def test_a_site_of_too_few_images_is_not_judged():
     verdict = judge_site([True] * (MIN_SITE_IMAGES - 1))
     assert verdict.verdict == "too few images" and "too few images" in verdict.words
+
+
+def _subspace_and_off_subspace(seed: int = 0):
+    """Training features on a 4-dimensional subspace of 32 (plus small isotropic noise); 'elsewhere' images move
+    off that subspace only, with the same in-subspace scores: invisible to the subspace distance."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((32, 4)))[0].T            # (4, 32) orthonormal rows
+    train = rng.standard_normal((400, 4)) * [5, 4, 3, 2] @ basis + 0.1 * rng.standard_normal((400, 32))
+    home = rng.standard_normal((200, 4)) * [5, 4, 3, 2] @ basis + 0.1 * rng.standard_normal((200, 32))
+    away = home + 0.6 * rng.standard_normal((200, 32)) @ (np.eye(32) - basis.T @ basis)
+    return train, home, away
+
+
+def test_the_residual_sees_images_that_leave_the_subspace_and_the_subspace_distance_does_not():
+    train, home, away = _subspace_and_off_subspace()
+    labels = np.r_[np.zeros(len(home)), np.ones(len(away))]
+    plain = fit_site_model(train, components=4)
+    residual = fit_site_model(train, components=4, residual=True)
+    assert plain.residual_scale == 0 and residual.residual_scale > 0
+    assert roc_auc(labels, plain.distances(np.r_[home, away])) < 0.65
+    assert roc_auc(labels, residual.distances(np.r_[home, away])) > 0.99
+    assert 0.01 < residual.flags(home).mean() < 0.12          # still conformal on images like the training ones
+
+
+def test_the_residual_log_likelihood_is_the_gaussian_of_the_ppca_covariance():
+    train, home, _ = _subspace_and_off_subspace(1)
+    model = fit_site_model(train, components=4, residual=True)
+    w = model.components.T.astype(np.float64) / model.scales.astype(np.float64)     # (D, K): sqrt(variance) columns
+    cov = w @ w.T + np.eye(32) / model.residual_scale
+    centred = home[:5] - model.mean
+    _, log_det = np.linalg.slogdet(cov)
+    direct = -0.5 * (np.einsum("nd,nd->n", centred @ np.linalg.inv(cov), centred) + log_det + 32 * np.log(2 * np.pi))
+    np.testing.assert_allclose(model.log_likelihood(home[:5]), direct, atol=5e-3)   # float32 features
+    with pytest.raises(ValueError, match="residual"):
+        fit_site_model(train, components=4).log_likelihood(home[:5])
+
+
+def test_without_the_residual_the_distance_is_the_shipped_subspace_rms():
+    train, home, _ = _subspace_and_off_subspace(2)
+    model = fit_site_model(train, components=4)
+    z = (home.astype(np.float32) - model.mean) @ model.components.T * model.scales
+    np.testing.assert_array_equal(model.distances(home), np.sqrt(np.mean(np.square(z, dtype=np.float64), axis=1)))
