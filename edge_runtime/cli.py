@@ -19,7 +19,7 @@ COMMAND_MODULES = (
     "fracture_edge.train.cli",            # train | eval | demo
     "fracture_edge.export.cli",           # export
     "fracture_edge.edge_runtime.predict_cli",  # predict | info
-    "fracture_edge.edge_runtime.serve_cli",    # serve
+    "fracture_edge.edge_runtime.serve.cli",    # serve
     "fracture_edge.edge_runtime.adapt.cli",    # adapt
     "fracture_edge.edge_runtime.site_cli",     # check-site
     "fracture_edge.benchmarks.cli",       # bench
