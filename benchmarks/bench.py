@@ -28,9 +28,8 @@ from ..edge_runtime.bundle import input_contract, load_bundle
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.formats import FORMATS
 from ..edge_runtime.progress import progress
-from ..export.footprint import peak_rss_mb
+from ..edge_runtime.environment import describe_environment, peak_rss_mb, usable_cores
 from . import gating, plots, report as report_mod
-from .environment import describe_environment, usable_cores
 from .images import ImageSet, load_images, save_pixels
 from .macs import count_model_macs
 from .options import BenchOptions

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..edge_runtime import atomic
 from ..edge_runtime.confidence import RATES, format_ci, format_difference
-from .environment import device_line
+from ..edge_runtime.environment import device_line
 from .shift_suite import shift_lines
 from ..edge_runtime.bundle_schema import THRESHOLD_NAMES
 

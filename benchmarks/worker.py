@@ -23,7 +23,7 @@ import traceback
 import numpy as np
 
 from ..edge_runtime import atomic
-from ..export.footprint import peak_rss_mb as _peak_rss_mb, rss_mb as _rss_mb
+from ..edge_runtime.environment import peak_rss_mb as _peak_rss_mb, rss_mb as _rss_mb
 
 log = logging.getLogger("fracture_edge.benchmarks.worker")
 

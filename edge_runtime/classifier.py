@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .adapt_head import AdaptedHead
+from .adapt.head import AdaptedHead
 from .artifacts import resolve_model, verify_resolved
 from .backends import open_backend
 from .bundle import BundleError, input_contract, resolve_threshold

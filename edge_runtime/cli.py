@@ -19,8 +19,8 @@ COMMAND_MODULES = (
     "fracture_edge.train.cli",            # train | eval | demo
     "fracture_edge.export.cli",           # export
     "fracture_edge.edge_runtime.predict_cli",  # predict | info
-    "fracture_edge.edge_runtime.serve_cli",    # serve
-    "fracture_edge.edge_runtime.adapt_cli",    # adapt
+    "fracture_edge.edge_runtime.serve.cli",    # serve
+    "fracture_edge.edge_runtime.adapt.cli",    # adapt
     "fracture_edge.edge_runtime.site_cli",     # check-site
     "fracture_edge.benchmarks.cli",       # bench
 )

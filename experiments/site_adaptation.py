@@ -10,7 +10,7 @@
 with it, e.g. a `mixed` image showing a hand) and region.csv (the rows whose `region` is it), paths relative
 to the CSVs. `run` reads the region's features once through the base run's artifact, then for each N
 (25 / 50 / 100) draws 5 seeded labelled sets (at least 10 per class, else the region's prevalence), runs
-the adapt code on each (edge_runtime.adapt.adapt_local: the same fit, cross-validation and run folder as
+the adapt code on each (edge_runtime.adapt.stage.adapt_local: the same fit, cross-validation and run folder as
 `fracture-edge adapt`), and scores the rest of the region with the adapted head and with the base model.
 Writes site_adaptation.{json,md,png} to --out. numpy only, except the plot (matplotlib, skipped if absent).
 """
@@ -104,9 +104,9 @@ def score_rest(y: np.ndarray, adapted: np.ndarray, base: np.ndarray, bundle: dic
 def run_simulation(opts: SiteOptions) -> dict:
     """Every (N, draw): adapt on the draw, score the rest of the region; returns the summary written to --out."""
     from ..edge_runtime import atomic
-    from ..edge_runtime.adapt import AdaptOptions, adapt_local
-    from ..edge_runtime.adapt_data import load_local_set, read_local_samples
-    from ..edge_runtime.adapt_head import AdaptedHead
+    from ..edge_runtime.adapt.stage import AdaptOptions, adapt_local
+    from ..edge_runtime.adapt.data import load_local_set, read_local_samples
+    from ..edge_runtime.adapt.head import AdaptedHead
     from ..edge_runtime.bundle import load_bundle
     from ..edge_runtime.classifier import open_classifier
 

@@ -81,7 +81,7 @@ class ExportContext:
     def selection_reference(self):
         """Keras probabilities on the selection images (computed once, shared by both int8 formats)."""
         if "selection_probs" not in self._cache:
-            from .verify import keras_probs
+            from ..train.keras_reference import keras_probs
 
             pixels = self.selection().pixels
             with self._stage(f"keras reference on selection images ({len(pixels)})"):
@@ -331,7 +331,7 @@ def tflite_logits(model: bytes, pixels, num_threads: int | None = None):
     import numpy as np
 
     from ..edge_runtime.backends import TfliteBackend
-    from .verify import RUNTIME_CHUNK, chunks
+    from ..edge_runtime.batching import RUNTIME_CHUNK, chunks
 
     with tempfile.TemporaryDirectory(prefix="fe-dynamic-") as folder:
         path = Path(folder) / "candidate.tflite"

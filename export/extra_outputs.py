@@ -14,7 +14,7 @@ needs no gradients: the last feature map times the dense weights, plus the bias,
 (a 1x1 convolution). Its mean over the cells is exactly the logit.
 
 features: the pooled feature vector (1,024 values for DenseNet121) that feeds the final Dense, for a head
-fitted on the device (`fracture-edge adapt`, edge_runtime/adapt.py). It is the global average pool's own
+fitted on the device (`fracture-edge adapt`, edge_runtime/adapt/). It is the global average pool's own
 output tensor, not a second pool: no new op, the Dense reads exactly these values, and the int8 exports'
 "ops after the last MEAN stay float" rule (int8_calibrate.classifier_ops, onnx_export.classifier_nodes)
 still finds the classifier (a second MEAN could be the last one).

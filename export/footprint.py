@@ -6,9 +6,8 @@ mark of this process's memory (VmHWM), never missed and never reset. The high-wa
 deliberately not reset per stage (/proc/self/clear_refs would do it) because that would also lower what
 `/usr/bin/time -v` reports for the whole command.
 
-VmHWM rather than getrusage's ru_maxrss: a child process's ru_maxrss starts at its parent's peak (the
-kernel carries the pre-exec high-water mark over), so every `fracture-edge bench` worker reported the
-bench process's 389.6 MB. The benchmark worker uses these readers too (stdlib only, no TensorFlow).
+VmHWM rather than getrusage's ru_maxrss (why: edge_runtime/environment.py, where both readers live, shared
+with train and the benchmarks).
 """
 from __future__ import annotations
 
@@ -17,41 +16,16 @@ import ctypes
 import ctypes.util
 import gc
 import logging
-import os
-import resource
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
+from ..edge_runtime.environment import peak_rss_mb, rss_mb
+
 log = logging.getLogger(__name__)
 
 SAMPLE_S = 0.05
-MB = 1024.0 * 1024.0
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def rss_mb() -> float | None:
-    """Resident set size now, MiB (None where /proc is missing: then only the peak is known)."""
-    try:
-        with open("/proc/self/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * _PAGE / MB
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def peak_rss_mb() -> float:
-    """This process's own peak RSS so far, MiB: VmHWM on Linux, else getrusage (macOS reports bytes)."""
-    try:
-        with open("/proc/self/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (MB if sys.platform == "darwin" else 1024.0)
 
 
 def release_memory() -> None:

@@ -32,7 +32,8 @@ from .extra_outputs import FEATURES, declare_extra_outputs
 from .heatmap_check import verify_heatmaps
 from .onnx_export import OPSET
 from .site_fit import SITE_IMAGES, fit_export_site_model, publish_site_model
-from .footprint import StageMeter, peak_rss_mb, release_memory, rss_mb
+from ..edge_runtime.environment import peak_rss_mb, rss_mb
+from .footprint import StageMeter, release_memory
 from .gates import VerdictRules, is_exact_format
 from .outcome import GATE_FAILED, deploy_choice
 from .staging import Staging, commit, staging_folder
@@ -212,7 +213,7 @@ def load_inputs(opts: ExportOptions, bundle: dict, model,
 
     The verification images are decoded here, once per export, and every format reuses them.
     """
-    from .verify import keras_probs
+    from ..train.keras_reference import keras_probs
 
     meter = meter or StageMeter()
     contract = input_contract(bundle)

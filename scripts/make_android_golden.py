@@ -202,7 +202,7 @@ def make_adapted_bundle(bundle: dict) -> dict:
 
 def head_cases(adapted: dict) -> list[dict]:
     """Features (uint8 tensor values and their dequantized floats) -> P(fractured) by the Python runtime's head."""
-    from fracture_edge.edge_runtime.adapt_head import AdaptedHead
+    from fracture_edge.edge_runtime.adapt.head import AdaptedHead
 
     head = AdaptedHead.from_bundle(adapted)
     rng = np.random.default_rng(16)

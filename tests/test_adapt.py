@@ -41,7 +41,7 @@ def reference_fit(x: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, f
 
 @pytest.mark.parametrize("n, d, C", [(80, 12, 1.0), (40, 200, 0.05), (60, 1024, 0.01), (30, 5, 100.0)])
 def test_fit_matches_an_independent_irls_reference(n, d, C):
-    from fracture_edge.edge_runtime.adapt_head import fit_logistic
+    from fracture_edge.edge_runtime.adapt.head import fit_logistic
 
     rng = np.random.default_rng(n + d)
     x = rng.normal(size=(n, d)) * rng.uniform(0.1, 10, d) + rng.normal(size=d)
@@ -56,7 +56,7 @@ def test_fit_matches_an_independent_irls_reference(n, d, C):
 
 def test_class_weights_balance_the_classes():
     """With 10x more negatives, the unweighted intercept would sink; the weighted fit keeps the mean score central."""
-    from fracture_edge.edge_runtime.adapt_head import fit_logistic
+    from fracture_edge.edge_runtime.adapt.head import fit_logistic
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(220, 3))
@@ -66,7 +66,7 @@ def test_class_weights_balance_the_classes():
 
 
 def test_folds_are_a_stratified_partition():
-    from fracture_edge.edge_runtime.adapt_cv import folds_for
+    from fracture_edge.edge_runtime.adapt.cv import folds_for
 
     y = np.r_[np.ones(11), np.zeros(37)].astype(np.int64)
     folds = folds_for(y, 5, 0)
@@ -75,7 +75,7 @@ def test_folds_are_a_stratified_partition():
 
 
 def test_cv_picks_strong_regularisation_for_noise_and_weak_for_signal():
-    from fracture_edge.edge_runtime.adapt_cv import C_GRID, fit_head
+    from fracture_edge.edge_runtime.adapt.cv import C_GRID, fit_head
 
     rng = np.random.default_rng(0)
     y = np.r_[np.ones(30), np.zeros(30)].astype(np.int64)
@@ -142,7 +142,7 @@ def write_local_set(root: Path, fractured: int, not_fractured: int, seed: int = 
 @pytest.fixture(scope="module")
 def adapted_run(tmp_path_factory):
     """(base run copy, local set, new run, AdaptResult): one adapt on 30 + 36 images plus one broken file."""
-    from fracture_edge.edge_runtime.adapt import AdaptOptions, adapt_run
+    from fracture_edge.edge_runtime.adapt.stage import AdaptOptions, adapt_run
 
     root = tmp_path_factory.mktemp("adapt")
     base = root / "base"
@@ -314,7 +314,7 @@ def hidden_leftovers(folder: Path) -> list[str]:
 
 
 def test_an_image_under_both_labels_is_refused_naming_the_files(tmp_path, capsys, monkeypatch):
-    from fracture_edge.edge_runtime import adapt
+    from fracture_edge.edge_runtime.adapt import stage as adapt
     from fracture_edge.edge_runtime.cli import main
 
     local = write_local_set(tmp_path / "local", 15, 0)
@@ -331,7 +331,7 @@ def test_an_image_under_both_labels_is_refused_naming_the_files(tmp_path, capsys
 
 
 def test_a_copy_under_the_same_label_is_a_warning(tmp_path, caplog):
-    from fracture_edge.edge_runtime.adapt import AdaptOptions, adapt_run
+    from fracture_edge.edge_runtime.adapt.stage import AdaptOptions, adapt_run
 
     local = write_local_set(tmp_path / "local", 12, 12)
     shutil.copy(local / "fractured" / "fractured_0.png", local / "fractured" / "copy.png")
@@ -342,7 +342,8 @@ def test_a_copy_under_the_same_label_is_a_warning(tmp_path, caplog):
 
 def test_a_second_adapt_into_the_same_out_fails_at_once(tmp_path, capsys, monkeypatch):
     """The first adapt holds the claim (here: this process, through the same lock a running adapt holds)."""
-    from fracture_edge.edge_runtime import adapt, atomic
+    from fracture_edge.edge_runtime import atomic
+    from fracture_edge.edge_runtime.adapt import stage as adapt
     from fracture_edge.edge_runtime.cli import main
 
     local = write_local_set(tmp_path / "local", 10, 10)
@@ -378,7 +379,7 @@ def test_two_adapts_racing_for_one_out_one_wins_the_other_fails_fast(tmp_path):
 KILLED_CHILD = """
 import sys, time
 from pathlib import Path
-from fracture_edge.edge_runtime import adapt
+from fracture_edge.edge_runtime.adapt import stage as adapt
 from fracture_edge.edge_runtime.cli import main
 
 def half_then_hang(opts, folder, *args, **kwargs):
@@ -436,7 +437,7 @@ def base_with_data(tmp_path: Path, source: Path) -> Path:
 
 
 def test_adapt_on_the_base_models_own_data_folder_warns(tmp_path, caplog):
-    from fracture_edge.edge_runtime.adapt import AdaptOptions, adapt_run
+    from fracture_edge.edge_runtime.adapt.stage import AdaptOptions, adapt_run
 
     local = write_local_set(tmp_path / "local", 10, 10)
     base = base_with_data(tmp_path, local)
@@ -448,7 +449,7 @@ def test_adapt_on_the_base_models_own_data_folder_warns(tmp_path, caplog):
 
 
 def test_site_images_copied_from_the_base_training_set_are_found_by_content(tmp_path):
-    from fracture_edge.edge_runtime.adapt import AdaptOptions, adapt_run
+    from fracture_edge.edge_runtime.adapt.stage import AdaptOptions, adapt_run
 
     local = write_local_set(tmp_path / "local", 10, 10)
     training = tmp_path / "training"
@@ -464,7 +465,7 @@ def test_site_images_copied_from_the_base_training_set_are_found_by_content(tmp_
 
 
 def test_no_overlap_warning_for_new_images_or_a_bundle_without_a_data_source(tmp_path):
-    from fracture_edge.edge_runtime.adapt import AdaptOptions, adapt_run
+    from fracture_edge.edge_runtime.adapt.stage import AdaptOptions, adapt_run
 
     local = write_local_set(tmp_path / "local", 10, 10)
     base = base_with_data(tmp_path, write_local_set(tmp_path / "elsewhere", 3, 3, seed=4))

@@ -86,7 +86,7 @@ def test_serve_answers_with_the_dynamic_artifact():
     from starlette.testclient import TestClient
 
     from fracture_edge.edge_runtime.classifier import open_classifier
-    from fracture_edge.edge_runtime.serve import ServeOptions, create_app
+    from fracture_edge.edge_runtime.serve.app import ServeOptions, create_app
 
     folder = FIXTURES / "heatmap_models"
     clf = open_classifier(folder, format=FORMAT, integrity="require")

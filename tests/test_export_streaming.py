@@ -42,6 +42,7 @@ def patched(tmp_path, monkeypatch):
     from fracture_edge.edge_runtime.bundle import save_bundle
     from fracture_edge.edge_runtime.classifier import Classifier
     from fracture_edge.export import bundle_update, embed, exporters, pipeline, verify
+    from fracture_edge.train import keras_reference
     from fracture_edge.train.synthetic import SyntheticSpec, write_synthetic_dataset
 
     calls = Calls()
@@ -79,8 +80,8 @@ def patched(tmp_path, monkeypatch):
 
     monkeypatch.setattr(preprocessing, "decode_gray", decode)
     monkeypatch.setattr(Classifier, "predict_pixels", predict)
-    monkeypatch.setattr(verify, "compiled_forward", forward)
-    monkeypatch.setattr(verify, "CHUNK", KERAS_CHUNK)
+    monkeypatch.setattr(keras_reference, "compiled_forward", forward)
+    monkeypatch.setattr(keras_reference, "CHUNK", KERAS_CHUNK)
     monkeypatch.setattr(verify, "RUNTIME_CHUNK", RUNTIME_CHUNK)
     monkeypatch.setattr(pipeline, "load_keras_model", lambda run_dir, size: object())
     monkeypatch.setattr(pipeline, "check_artifact", lambda path, backend: types.SimpleNamespace(to_dict=dict))

@@ -35,7 +35,7 @@ def make_client(**options):
     from starlette.testclient import TestClient
 
     from fracture_edge.edge_runtime.classifier import open_classifier
-    from fracture_edge.edge_runtime.serve import ServeOptions, create_app
+    from fracture_edge.edge_runtime.serve.app import ServeOptions, create_app
 
     opts = ServeOptions(model=str(FIXTURES), **options)
     clf = open_classifier(FIXTURES, format=opts.format or "tflite-fp32", integrity="require")
@@ -172,7 +172,7 @@ def test_decoding_runs_inside_the_model_bound_one_at_a_time(client, xray_png, mo
 
 
 def test_token_is_required_off_loopback_and_checked_on_every_api_call(xray_png):
-    from fracture_edge.edge_runtime.serve import ServeOptions
+    from fracture_edge.edge_runtime.serve.app import ServeOptions
 
     with pytest.raises(ValueError, match="token"):
         ServeOptions(model=str(FIXTURES), host="0.0.0.0")
@@ -233,7 +233,7 @@ def test_cli_bad_new_limits_are_one_error_line(capsys, flag, value, words):
 def test_serve_help_shows_the_new_flags_with_defaults():
     import argparse
 
-    from fracture_edge.edge_runtime import serve_cli
+    from fracture_edge.edge_runtime.serve import cli as serve_cli
 
     subparsers = argparse.ArgumentParser(prog="fracture-edge").add_subparsers()
     serve_cli.register(subparsers)

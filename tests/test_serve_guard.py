@@ -17,7 +17,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 
 FIXTURES = Path(__file__).parent / "fixtures" / "heatmap_models"
-EDGE_RUNTIME = Path(__file__).resolve().parents[1] / "edge_runtime"
+SERVE = Path(__file__).resolve().parents[1] / "edge_runtime" / "serve"
 TOKEN = "s3cret-token"
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -26,7 +26,7 @@ def make_client(host_header: str = "127.0.0.1:8000", **options):
     from starlette.testclient import TestClient
 
     from fracture_edge.edge_runtime.classifier import open_classifier
-    from fracture_edge.edge_runtime.serve import ServeOptions, create_app
+    from fracture_edge.edge_runtime.serve.app import ServeOptions, create_app
 
     opts = ServeOptions(model=str(FIXTURES), **options)
     clf = open_classifier(FIXTURES, format="tflite-fp32", integrity="require")
@@ -46,7 +46,7 @@ def xray_png():
 
 
 def test_every_response_carries_the_security_headers(client, xray_png):
-    from fracture_edge.edge_runtime.serve_guard import SECURITY_HEADERS
+    from fracture_edge.edge_runtime.serve.guard import SECURITY_HEADERS
 
     guarded = make_client(host="0.0.0.0", token=TOKEN)
     responses = {
@@ -73,7 +73,7 @@ def test_page_has_no_inline_script_style_or_html_sinks(client):
     assert re.findall(r"<script[^>]*>", page) == ['<script src="/page.js" defer>']
     assert "</script>" in page and not re.search(r"<script[^>]*>\s*\S+\s*</script>", page)   # nothing inline
     assert not re.search(r"\son[a-z]+\s*=", page, re.I) and " style=" not in page and "<style" not in page
-    script = (EDGE_RUNTIME / "serve_page.js").read_text(encoding="utf-8")
+    script = (SERVE / "page.js").read_text(encoding="utf-8")
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in script, sink
     assert client.get("/page.js").text == script
@@ -125,7 +125,7 @@ def test_with_token_any_host_unless_allowed_host_narrows_it():
 
 @pytest.mark.parametrize("name", ["http://pi.local", "pi.local:8000", "pi.local/x", "pi local", "", "a..b"])
 def test_bad_allowed_host_is_a_clear_error(name):
-    from fracture_edge.edge_runtime.serve import ServeOptions
+    from fracture_edge.edge_runtime.serve.app import ServeOptions
 
     with pytest.raises(ValueError, match="--allowed-host"):
         ServeOptions(model=str(FIXTURES), allowed_hosts=(name,))
@@ -152,7 +152,7 @@ def test_too_many_uploads_being_received_answers_503(client, xray_png):
 
 
 def test_new_limits_are_validated_and_reported():
-    from fracture_edge.edge_runtime.serve import ServeOptions
+    from fracture_edge.edge_runtime.serve.app import ServeOptions
 
     for bad in ({"body_timeout_s": 0}, {"body_timeout_s": 7200}, {"max_receiving": 0}):
         with pytest.raises(ValueError):

@@ -110,7 +110,7 @@ def test_serve_answers_carry_the_site_check(tiny_export):
     from starlette.testclient import TestClient
 
     from fracture_edge.edge_runtime.classifier import open_classifier
-    from fracture_edge.edge_runtime.serve import ServeOptions, create_app
+    from fracture_edge.edge_runtime.serve.app import ServeOptions, create_app
 
     opts = ServeOptions(model=str(tiny_export.run))
     clf = open_classifier(tiny_export.run, format="tflite-fp32", integrity="require")

@@ -14,7 +14,7 @@ from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.formats import get_format
 from ..edge_runtime.confidence import RATES, format_ci, metric_cis
 from ..edge_runtime.metrics import summarize
-from ..export.footprint import peak_rss_mb
+from ..edge_runtime.environment import peak_rss_mb
 from .activations import load_split
 from .result_names import is_home, result_name
 from ..edge_runtime.bundle_schema import THRESHOLD_NAMES
@@ -27,7 +27,7 @@ def keras_probabilities(run_dir: Path, pixels: np.ndarray) -> np.ndarray:
     (a traced graph, a batch at a time, converted to float32 per batch)."""
     import keras
 
-    from ..export.verify import keras_probs
+    from .keras_reference import keras_probs
 
     path = run_dir / get_format("keras").filename
     if not path.is_file():
@@ -40,10 +40,10 @@ def artifact_probabilities(run_dir: Path, fmt: str, pixels: np.ndarray) -> np.nd
     """P(fractured) from an exported artifact, through the same runtime users run, a few images per call
     (one call on the whole split made the runtime plan memory for all of them at once)."""
     from ..edge_runtime.classifier import Classifier
-    from ..export import verify
+    from ..edge_runtime.batching import RUNTIME_CHUNK, chunks
 
     classifier = Classifier(run_dir, format=fmt)
-    parts = [classifier.predict_pixels(pixels[s]) for s in verify.chunks(len(pixels), verify.RUNTIME_CHUNK)]
+    parts = [classifier.predict_pixels(pixels[s]) for s in chunks(len(pixels), RUNTIME_CHUNK)]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 

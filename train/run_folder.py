@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import platform
-import resource
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 from ..edge_runtime import __version__, atomic
 from ..edge_runtime.bundle import SCHEMA_VERSION, artifact_record, save_bundle
 from ..edge_runtime.dataset import LABELS, POSITIVE
+from ..edge_runtime.environment import peak_rss_mb
 from ..edge_runtime.formats import FORMATS
 from ..edge_runtime.confidence import metric_cis
 from ..edge_runtime.metrics import summarize
@@ -42,11 +42,6 @@ class RunSummary:
     thresholds: dict
     seconds: float
     peak_rss_mb: float
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def versions() -> dict:

@@ -35,7 +35,7 @@ def scorer(run: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
     if fmt == "keras":
         import keras
 
-        from ..export.verify import keras_probs
+        from .keras_reference import keras_probs
 
         path = run / get_format("keras").filename
         if not path.is_file():
@@ -43,7 +43,7 @@ def scorer(run: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
         model = keras.models.load_model(path, compile=False)
         return lambda pixels: keras_probs(model, pixels, "keras")
     from ..edge_runtime.classifier import Classifier
-    from ..export.verify import RUNTIME_CHUNK, chunks
+    from ..edge_runtime.batching import RUNTIME_CHUNK, chunks
 
     classifier = Classifier(run, format=fmt)
     return lambda pixels: np.concatenate([classifier.predict_pixels(pixels[s])

@@ -28,7 +28,7 @@ data class ArtifactRecord(
 /**
  * bundle["adapted_head"] (`fracture-edge adapt`): P(fractured) = sigmoid(features . weights + bias), where
  * features is the model's extra output named [output] (one value per weight), as the Python runtime does
- * (fracture_edge.edge_runtime.adapt_head.AdaptedHead).
+ * (fracture_edge.edge_runtime.adapt.head.AdaptedHead).
  */
 class AdaptedHead(val output: String, val weights: DoubleArray, val bias: Double) {
     fun probability(features: DoubleArray): Double {

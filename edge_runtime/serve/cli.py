@@ -1,10 +1,10 @@
-"""`fracture-edge serve RUN`: the web page and JSON API (edge_runtime/serve.py); needs the `serve` extra."""
+"""`fracture-edge serve RUN`: the web page and JSON API (edge_runtime/serve/app.py); needs the `serve` extra."""
 from __future__ import annotations
 
 import argparse
 import os
 
-from .formats import EXPORT_FORMATS
+from ..formats import EXPORT_FORMATS
 
 
 def register(subparsers) -> None:
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from .serve import TOKEN_ENV, ServeOptions, serve
+    from .app import TOKEN_ENV, ServeOptions, serve
 
     opts = ServeOptions(model=args.model, host=args.host, port=args.port,
                         token=args.token or os.environ.get(TOKEN_ENV) or None, format=args.format,

@@ -4,8 +4,8 @@
 
 Features come from an exported artifact (its `features` output, through the Classifier), the head is a
 class-weighted, L2-regularised logistic regression whose C and thresholds are chosen by cross-validation
-(adapt_cv.py), and the numbers reported are nested cross-validation beside a trivial baseline and the base
-model (adapt_report.py). The new run folder holds bundle.json (the base bundle plus adapted_head, the new
+(cv.py), and the numbers reported are nested cross-validation beside a trivial baseline and the base
+model (report.py). The new run folder holds bundle.json (the base bundle plus adapted_head, the new
 thresholds and the provenance), adapt_report.{json,md} and model_card.md. The model files are not copied:
 each is a relative symbolic link into the base run, and the new bundle records its sha256 as every bundle
 does, so the integrity rule holds (a modified base file never runs). Where links cannot be made (a file
@@ -16,7 +16,7 @@ The new run folder is claimed before anything is read (atomic.claimed_folder): a
 --out fails at once, the folder is built out of sight beside it and renamed into place when complete, so a
 kill, a crash or a full disk never leaves a half-made --out (a killed run's leftovers are removed by the next
 one). Before any feature is read, an image under both labels is refused and an overlap with the base model's
-own data is warned about (adapt_checks.py).
+own data is warned about (checks.py).
 """
 from __future__ import annotations
 
@@ -30,18 +30,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import atomic
-from .adapt_checks import base_overlap_warning, check_duplicates, file_hashes
-from .adapt_cv import FOLDS, fit_head
-from .adapt_data import (AdaptDataError, LocalSet, check_counts, load_local_set, read_local_samples)
-from .adapt_report import REPORT_JSON, REPORT_MD, baseline_warning, evaluate_adaptation, render_markdown
-from .bundle import BUNDLE_FILENAME, load_bundle, save_bundle
-from .classifier import open_classifier
-from .dataset import LABELS
-from .metrics import SCREENING_SENSITIVITY
-from .model_card import CARD_FILENAME, write_model_card
-from .site_model import BUNDLE_KEY as SITE_KEY, judge_site
-from .bundle_schema import THRESHOLD_NAMES
+from .. import atomic
+from .checks import base_overlap_warning, check_duplicates, file_hashes
+from .cv import FOLDS, fit_head
+from .data import (AdaptDataError, LocalSet, check_counts, load_local_set, read_local_samples)
+from .report import REPORT_JSON, REPORT_MD, baseline_warning, evaluate_adaptation, render_markdown
+from ..bundle import BUNDLE_FILENAME, load_bundle, save_bundle
+from ..classifier import open_classifier
+from ..dataset import LABELS
+from ..metrics import SCREENING_SENSITIVITY
+from ..model_card import CARD_FILENAME, write_model_card
+from ..site_model import BUNDLE_KEY as SITE_KEY, judge_site
+from ..bundle_schema import THRESHOLD_NAMES
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .adapt_head import AdaptedHead, class_weights, fit_path
-from .metrics import choose_thresholds
-from .bundle_schema import THRESHOLD_NAMES
+from .head import AdaptedHead, class_weights, fit_path
+from ..metrics import choose_thresholds
+from ..bundle_schema import THRESHOLD_NAMES
 
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 13))   # 1e-4 .. 1e2, half a decade apart
 FOLDS = 5

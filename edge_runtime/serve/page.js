@@ -1,4 +1,4 @@
-// The serve page's script (edge_runtime/serve_page.html), served as /page.js. Data from the server or the
+// The serve page's script (edge_runtime/serve/page.html), served as /page.js. Data from the server or the
 // user (file names, labels, decision names, errors) only ever reaches the page as text: DOM nodes built with
 // createElement + textContent, never HTML strings; the page's CSP forbids inline script besides.
 "use strict";

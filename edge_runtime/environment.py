@@ -1,12 +1,24 @@
-"""The device a benchmark ran on: CPU model and flags, cores, memory, OS, Python, library versions, date."""
+"""What a measurement ran on and what memory it took: this process's RSS now and at its peak; the device's
+CPU model and flags, cores, memory, OS, Python and library versions. Standard library only (no TensorFlow),
+so every stage (train, export, benchmarks, and a benchmark worker in a runtime-only venv) reads them here.
+
+The peak is the kernel's high-water mark of this process's memory (VmHWM), never missed and never reset,
+rather than getrusage's ru_maxrss: a child process's ru_maxrss starts at its parent's peak (the kernel
+carries the pre-exec high-water mark over), so every `fracture-edge bench` worker reported the bench
+process's 389.6 MB.
+"""
 from __future__ import annotations
 
 import datetime as _dt
 import os
 import platform
+import resource
 import sys
 from importlib import metadata
 from pathlib import Path
+
+MB = 1024.0 * 1024.0
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 # Distribution names whose versions the report records (absent ones are reported as null).
 LIBRARIES = ("fracture-edge", "numpy", "pillow", "ai-edge-litert", "tflite-runtime", "onnxruntime",
@@ -14,6 +26,28 @@ LIBRARIES = ("fracture-edge", "numpy", "pillow", "ai-edge-litert", "tflite-runti
 # CPU flags that decide which kernels run fast; the full list is kept too.
 KEY_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8",
              "asimd", "asimddp", "fphp", "i8mm", "neon")
+
+
+def rss_mb() -> float | None:
+    """Resident set size now, MiB (None where /proc is missing: then only the peak is known)."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE / MB
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS so far, MiB: VmHWM on Linux, else getrusage (macOS reports bytes)."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (MB if sys.platform == "darwin" else 1024.0)
 
 
 def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict:

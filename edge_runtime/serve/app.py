@@ -7,9 +7,9 @@
 
 Safe by default: it binds to 127.0.0.1; any other address needs a token (--token or FRACTURE_EDGE_TOKEN),
 then checked on every /v1 call (`Authorization: Bearer TOKEN`). Without a token only loopback Host headers
-(or --allowed-host names) are served (serve_guard.py: also the CSP and framing rules). Uploads are read into
+(or --allowed-host names) are served (guard.py: also the CSP and framing rules). Uploads are read into
 memory only (never written to disk), limited in size and time, at most `max_receiving` at once
-(serve_upload.py), and every bad one is a 4xx with {"error": "..."}; at most `max_pending` received requests
+(upload.py), and every bad one is a 4xx with {"error": "..."}; at most `max_pending` received requests
 wait for the model, the next gets a 503; decode, model and overlay run one request at a time, so memory is
 bounded by one image.
 """
@@ -26,12 +26,12 @@ from importlib import resources
 
 import numpy as np
 
-from . import decoding
-from .bundle import THRESHOLD_NAMES, resolve_threshold
-from .errors import FractureEdgeError, MissingExtraError
-from .preprocessing import to_model_input
-from .serve_guard import SECURITY_HEADERS, GuardMiddleware, HostPolicy, is_loopback, normalize_allowed_host
-from .serve_upload import ApiError, UploadReader
+from .. import decoding
+from ..bundle import THRESHOLD_NAMES, resolve_threshold
+from ..errors import FractureEdgeError, MissingExtraError
+from ..preprocessing import to_model_input
+from .guard import SECURITY_HEADERS, GuardMiddleware, HostPolicy, is_loopback, normalize_allowed_host
+from .upload import ApiError, UploadReader
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def site_entry(clf, extra: dict) -> dict | None:
 
 def heatmap_entry(gray: np.ndarray, grid: np.ndarray, answer: dict, clf, overlay: bool) -> dict:
     """The small grid (row-major, the model's own values) and, unless turned off, the overlay as a PNG data URL."""
-    from .heatmap import overlay as draw_overlay, peak_cell, png_bytes
+    from ..heatmap import overlay as draw_overlay, peak_cell, png_bytes
 
     entry = {"shape": list(grid.shape), "grid": np.round(grid, 5).tolist(), "peak_cell": list(peak_cell(grid)),
              "meaning": (clf.bundle["output"].get("extra") or {}).get("heatmap", {}).get("meaning")}
@@ -167,8 +167,8 @@ def heatmap_entry(gray: np.ndarray, grid: np.ndarray, answer: dict, clf, overlay
     return entry
 
 
-STATIC = {"/page.js": ("serve_page.js", "text/javascript; charset=utf-8"),
-          "/page.css": ("serve_page.css", "text/css; charset=utf-8")}
+STATIC = {"/page.js": ("page.js", "text/javascript; charset=utf-8"),
+          "/page.css": ("page.css", "text/css; charset=utf-8")}
 UNAUTHORIZED = "missing or wrong token (Authorization: Bearer TOKEN)"
 
 
@@ -177,7 +177,7 @@ def static_text(name: str) -> str:
 
 
 def create_app(classifier, opts: ServeOptions):
-    """The starlette application around one loaded Classifier, behind serve_guard's middleware."""
+    """The starlette application around one loaded Classifier, behind guard.py's middleware."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.middleware import Middleware
@@ -187,7 +187,7 @@ def create_app(classifier, opts: ServeOptions):
 
     service = Service(classifier, opts)
     uploads = UploadReader(int(opts.max_upload_mb * 1e6), opts.body_timeout_s, opts.max_receiving)
-    page = static_text("serve_page.html")
+    page = static_text("page.html")
     assets = {path: (static_text(name), media) for path, (name, media) in STATIC.items()}
 
     def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -257,8 +257,8 @@ def create_app(classifier, opts: ServeOptions):
 
 def serve(opts: ServeOptions) -> int:
     """Load the model, build the app, and run uvicorn until interrupted."""
-    from .classifier import open_classifier
-    from .errors import missing_extra
+    from ..classifier import open_classifier
+    from ..errors import missing_extra
 
     try:
         import uvicorn

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import file_sha256
-from .classifier import batches, failure_for
-from .dataset import LABELS, DatasetError, Sample, read_dataset
-from .decoding import decode_gray
-from .errors import FractureEdgeError
-from .preprocessing import to_model_input
-from .progress import progress
+from ..bundle import file_sha256
+from ..classifier import batches, failure_for
+from ..dataset import LABELS, DatasetError, Sample, read_dataset
+from ..decoding import decode_gray
+from ..errors import FractureEdgeError
+from ..preprocessing import to_model_input
+from ..progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _decode(samples: list[Sample], contract) -> tuple[list, list, list, list]:
 def load_local_set(samples: list[Sample], classifier, batch_size: int = 16, show: bool | None = None,
                    hashes: dict[str, str] | None = None) -> LocalSet:
     """Decode every sample, run the classifier for its probability and 'features' output, a batch at a time.
-    `hashes`: {path: file sha256} already computed (adapt_checks.file_hashes); the others are hashed here."""
+    `hashes`: {path: file sha256} already computed (checks.file_hashes); the others are hashed here."""
     hashes = hashes or {}
     paths, targets, probs, feats, stats, failures, digests = [], [], [], [], [], [], []
     chunks = list(batches(samples, batch_size))

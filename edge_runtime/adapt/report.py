@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .adapt_cv import nested_scores
-from .confidence import auc_ci, format_ci, operating_point_cis, paired_auc_difference
-from .bundle_schema import THRESHOLD_NAMES
+from .cv import nested_scores
+from ..confidence import auc_ci, format_ci, operating_point_cis, paired_auc_difference
+from ..bundle_schema import THRESHOLD_NAMES
 
 RULE = ("the adapted head clearly beats the baseline when the 95 % CI of the paired AUC difference "
         "(adapted - baseline, stratified bootstrap, same images) lies above 0")

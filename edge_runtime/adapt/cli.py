@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .artifacts import FORMAT_PREFERENCE
-from .formats import EXPORT_FORMATS
+from ..artifacts import FORMAT_PREFERENCE
+from ..formats import EXPORT_FORMATS
 
 
 def register(subparsers) -> None:
@@ -32,9 +32,9 @@ def register(subparsers) -> None:
 
 
 def run_adapt(args: argparse.Namespace) -> int:
-    from .adapt import AdaptOptions, adapt_run
-    from .confidence import format_ci
-    from .errors import FractureEdgeError
+    from .stage import AdaptOptions, adapt_run
+    from ..confidence import format_ci
+    from ..errors import FractureEdgeError
 
     if not 1 <= args.batch_size <= 256 or (args.threads is not None and not 1 <= args.threads <= 256):
         raise FractureEdgeError("--batch-size and --threads must be from 1 to 256")

@@ -16,9 +16,9 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from .adapt_data import AdaptDataError
-from .bundle import file_sha256
-from .dataset import Sample, read_dataset
+from .data import AdaptDataError
+from ..bundle import file_sha256
+from ..dataset import Sample, read_dataset
 
 log = logging.getLogger(__name__)
 
