@@ -37,8 +37,20 @@ def rss_mb() -> float | None:
         return None
 
 
+_highest_peak = (0, 0.0)   # (pid, the largest peak read so far in that process): a forked child starts afresh
+
+
 def peak_rss_mb() -> float:
-    """This process's own peak RSS so far, MiB: VmHWM on Linux, else getrusage (macOS reports bytes)."""
+    """This process's own peak RSS so far, MiB: VmHWM on Linux, else getrusage (macOS reports bytes). Never
+    lower than an earlier reading: Linux syncs per-thread RSS counters lazily, so VmHWM can read 0.1 MB lower."""
+    global _highest_peak
+    pid, earlier = _highest_peak
+    peak = max(earlier, _read_peak_rss_mb()) if pid == os.getpid() else _read_peak_rss_mb()
+    _highest_peak = (os.getpid(), peak)
+    return peak
+
+
+def _read_peak_rss_mb() -> float:
     try:
         with open("/proc/self/status", "rb") as fh:
             for line in fh:
