@@ -27,7 +27,9 @@ INPUT_STRINGS = {
 }
 HEAD_KINDS = ("logistic",)   # adapted_head: P = sigmoid(output . weights + bias) (fracture-edge adapt)
 REQUIRED_KEYS = ("schema_version", "labels", "positive_label", "thresholds", "input", "output")
-SITE_METHOD = "mahalanobis-pca"   # site_model: edge_runtime/site_model.py
+SITE_METHOD = "mahalanobis-pca"   # site_model: edge_runtime/site_model.py, the subspace distance (first design)
+SITE_METHOD_PPCA = "ppca"         # ... with the residual outside the subspace (probabilistic PCA; residual_scale)
+SITE_METHODS = (SITE_METHOD, SITE_METHOD_PPCA)
 SITE_LAYOUT = ("mean", "components", "scales", "held_out", "values")
 METRIC_NUMBERS = ("auc", "threshold", "f1", "sensitivity", "specificity", "precision", "accuracy")
 METRIC_COUNTS = ("n", "n_positive")
@@ -230,7 +232,16 @@ def _check_site_model(site: dict, extra: Any, problems: _Problems) -> None:
     """site_model (edge_runtime/site_model.py): its file like an artifact's, its sizes, and its features matching
     the declared features output it reads."""
     _check_artifact(site, "site_model", problems)
-    problems.need(site.get("method") == SITE_METHOD, "site_model.method", repr(SITE_METHOD), site.get("method"))
+    method = site.get("method")
+    problems.need(method in SITE_METHODS, "site_model.method",
+                  f"one of {', '.join(map(repr, SITE_METHODS))} (the methods this fracture-edge reads)", method)
+    if method == SITE_METHOD_PPCA:
+        scale = site.get("residual_scale")
+        problems.need(is_number(scale) and scale > 0, "site_model.residual_scale", "a number > 0", scale)
+    choice = problems.object(site, "component_choice", "site_model.component_choice")   # export's K choice
+    if choice is not None:
+        problems.need(choice.get("chosen") == site.get("components"), "site_model.component_choice.chosen",
+                      f"site_model.components ({site.get('components')!r})", choice.get("chosen"))
     for key in ("features", "components", "held_out"):
         problems.need(is_integer(site.get(key)) and site.get(key) >= 1, f"site_model.{key}", "an integer >= 1",
                       site.get(key))

@@ -6,7 +6,10 @@ forward pass. Designed and fixed here before it was run on any model it will jud
 - Fit on TRAINING images only. A seeded quarter of them is held out; the mean and the principal components
   (at most COMPONENTS) come from the rest.
 - The distance of an image is the root mean square of its whitened principal-component scores: about 1 for a
-  typical training image, larger the further it lies from them.
+  typical training image, larger the further it lies from them. The "ppca" method (probabilistic PCA, the
+  design docs/site-check.md measured and ships) also counts the energy outside the subspace, divided by the
+  mean variance of the discarded directions, as an RMS over all D features; export chooses its K
+  (site_components.py). A "mahalanobis-pca" record (residual_scale 0) is the subspace distance alone.
 - Its `in_distribution` score is a conformal p-value: (1 + held-out training images at least as far) /
   (1 + held-out images). An image is flagged when the score is below FLAG_P: it lies further than 95 % of the
   held-out training images, so about 5 % of new images from the training distribution are flagged, by
@@ -15,7 +18,8 @@ forward pass. Designed and fixed here before it was run on any model it will jud
   against that 5 %: "different" when p < SITE_ALPHA, with the flagged share's Wilson 95 % interval.
 
 Stored as one little-endian float32 file (mean, components, scales, held-out distances; `describe()` says
-where each starts), readable from Kotlin with a ByteBuffer, and a small JSON record in bundle.json.
+where each starts), readable from Kotlin with a ByteBuffer, and a small JSON record in bundle.json (the method,
+and for "ppca" the residual_scale, 1/sigma^2, as a JSON number: the float32 file is laid out alike for both).
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
-from .bundle_schema import SITE_METHOD as METHOD   # one spelling, checked by the schema
+from .bundle_schema import SITE_METHOD as METHOD, SITE_METHOD_PPCA as PPCA_METHOD, is_number   # one spelling each
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +108,12 @@ class SiteModel:
         return self.scores(features) < self.flag_below
 
     def describe(self) -> dict:
-        """The bundle.json record: method, sizes and the float32 file's layout (offsets in values)."""
+        """The bundle.json record: method, sizes and the float32 file's layout (offsets in values); "ppca" with
+        its residual_scale when the distance counts the residual (an older reader refuses that method)."""
         k, d, m = self.components.shape[0], self.features, self.held_out.size
-        return {"method": METHOD, "features": d, "components": k, "fitted_on": self.fitted_on, "held_out": m,
+        method = {"method": PPCA_METHOD, "residual_scale": float(self.residual_scale)} if self.residual_scale else {
+            "method": METHOD}
+        return {**method, "features": d, "components": k, "fitted_on": self.fitted_on, "held_out": m,
                 "flag_below": FLAG_P, "site_alpha": SITE_ALPHA, "dtype": "float32-le",
                 "layout": {"mean": 0, "components": d, "scales": d + k * d, "held_out": d + k * d + k,
                            "values": d + k * d + k + m}}
@@ -128,13 +135,29 @@ def load_site_model(path: str | Path, record: dict) -> SiteModel:
         values = np.frombuffer(path.read_bytes(), dtype="<f4")
     except OSError as exc:
         raise ValueError(f"{path}: cannot read the site model: {exc.strerror or exc}") from None
+    residual_scale = _residual_scale(path, record)
     d, k = int(record.get("features", 0)), int(record.get("components", 0))
-    if record.get("method") != METHOD or values.size != layout.get("values") or d <= 0 or k <= 0:
-        raise ValueError(f"{path}: not a {METHOD} site model matching bundle.json "
+    if values.size != layout.get("values") or d <= 0 or k <= 0:
+        raise ValueError(f"{path}: not a {record['method']} site model matching bundle.json "
                          f"({values.size} values, the record says {layout.get('values')})")
     start = layout["held_out"]
     return SiteModel(values[:d].copy(), values[d:d + k * d].reshape(k, d).copy(),
-                     values[d + k * d:start].copy(), values[start:].copy(), int(record.get("fitted_on", 0)))
+                     values[d + k * d:start].copy(), values[start:].copy(), int(record.get("fitted_on", 0)),
+                     residual_scale)
+
+
+def _residual_scale(path: Path, record: dict) -> float:
+    """0 for the subspace method, the record's positive residual_scale for "ppca"; one clear error otherwise."""
+    method = record.get("method")
+    if method == METHOD:
+        return 0.0
+    if method != PPCA_METHOD:
+        raise ValueError(f"{path}: site_model.method {method!r} is not one this fracture-edge reads ({METHOD}, "
+                         f"{PPCA_METHOD}): a newer export? upgrade fracture-edge or re-export the run")
+    scale = record.get("residual_scale")
+    if not is_number(scale) or scale <= 0:
+        raise ValueError(f"{path}: a {PPCA_METHOD} site model needs a positive residual_scale, got {scale!r}")
+    return float(scale)
 
 
 def site_model_for(bundle: dict, folder: str | Path) -> SiteModel | None:
@@ -161,28 +184,46 @@ def fit_site_model(features: np.ndarray, components: int = COMPONENTS, holdout_s
                    seed: int = 0, residual: bool = False) -> SiteModel:
     """Fit on training-image features (N, D): the mean and components on a seeded part, distances of the rest;
     with `residual`, the distance also counts the energy outside the subspace (probabilistic PCA)."""
+    return fit_site_models(features, (components,), holdout_share, seed, residual)[components]
+
+
+def fit_site_models(features: np.ndarray, components: tuple[int, ...], holdout_share: float = HOLDOUT_SHARE,
+                    seed: int = 0, residual: bool = False) -> dict[int, SiteModel]:
+    """fit_site_model at each number of components (K -> model), from one split and one SVD; a K beyond what
+    the fit images and features support is cut to it (holdout_split() says which images fit)."""
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or not np.isfinite(x).all():
         raise ValueError(f"site model: training features must be a finite (N, D) array, got shape {x.shape}")
-    n = x.shape[0]
+    fitting, held = holdout_split(x.shape[0], holdout_share, seed)
+    fit, rest = x[fitting], x[held]
+    mean = fit.mean(axis=0)
+    _, singular, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    return {k: _model_at(k, mean, singular, vt, fit.shape[0], rest, residual) for k in components}
+
+
+def holdout_split(n: int, holdout_share: float = HOLDOUT_SHARE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(indices that fit the mean and components, indices held out to calibrate the scores) of n training images."""
     held = int(round(n * holdout_share))
     if held < 20 or n - held < 2:
         raise ValueError(f"site model: {n} training images are too few (needs >= 20 held out, at "
                          f"{holdout_share:.0%} held out)")
     order = np.random.default_rng(seed).permutation(n)
-    fit, rest = x[order[held:]], x[order[:held]]
-    mean = fit.mean(axis=0)
-    _, singular, vt = np.linalg.svd(fit - mean, full_matrices=False)
-    k = max(1, min(components, fit.shape[0] - 1, x.shape[1]))
-    variance = singular[:k] ** 2 / (fit.shape[0] - 1)
+    return order[held:], order[:held]
+
+
+def _model_at(components: int, mean: np.ndarray, singular: np.ndarray, vt: np.ndarray, fitted: int,
+              rest: np.ndarray, residual: bool) -> SiteModel:
+    """The model of the first `components` directions of an SVD of `fitted` centred images, calibrated on `rest`."""
+    d = mean.size
+    k = max(1, min(components, fitted - 1, d))
+    variance = singular[:k] ** 2 / (fitted - 1)
     variance = np.maximum(variance, _VARIANCE_FLOOR * max(float(variance[0]), 1e-30))
     residual_scale = 0.0
-    if residual and x.shape[1] > k:
-        discarded = np.sum(singular[k:] ** 2) / (fit.shape[0] - 1) / (x.shape[1] - k)
+    if residual and d > k:
+        discarded = np.sum(singular[k:] ** 2) / (fitted - 1) / (d - k)
         residual_scale = 1.0 / max(float(discarded), _VARIANCE_FLOOR * max(float(variance[0]), 1e-30))
     model = SiteModel(mean.astype(np.float32), vt[:k].astype(np.float32),
-                      (1.0 / np.sqrt(variance)).astype(np.float32), np.zeros(0, np.float32), fit.shape[0],
-                      residual_scale)
+                      (1.0 / np.sqrt(variance)).astype(np.float32), np.zeros(0, np.float32), fitted, residual_scale)
     held_out = np.sort(model.distances(rest)).astype(np.float32)
     return SiteModel(model.mean, model.components, model.scales, held_out, model.fitted_on, residual_scale)
 

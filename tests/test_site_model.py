@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -147,3 +148,82 @@ def test_without_the_residual_the_distance_is_the_shipped_subspace_rms():
     model = fit_site_model(train, components=4)
     z = (home.astype(np.float32) - model.mean) @ model.components.T * model.scales
     np.testing.assert_array_equal(model.distances(home), np.sqrt(np.mean(np.square(z, dtype=np.float64), axis=1)))
+
+
+def _bundle_with(site_record: dict) -> dict:
+    """A minimal valid bundle whose features output the site record reads."""
+    from fracture_edge.edge_runtime.preprocessing import InputContract
+
+    return {"schema_version": 1, "labels": ["not_fractured", "fractured"], "positive_label": "fractured",
+            "output": {"kind": "sigmoid", "positive_index": 0,
+                       "extra": {"features": {"shape": [site_record["features"]], "meaning": "pooled features"}}},
+            "thresholds": {"balanced": 0.4, "screening": 0.1, "default": "balanced"},
+            "input": InputContract(size=64).to_dict(), "artifacts": {}, "site_model": site_record}
+
+
+def _saved(model, folder) -> dict:
+    """Save the model into `folder` as export does; its bundle record (through JSON, as bundle.json holds it)."""
+    from fracture_edge.edge_runtime.bundle import artifact_record
+    from fracture_edge.edge_runtime.site_model import SITE_FILE
+
+    path = model.save(folder / SITE_FILE)
+    return json.loads(json.dumps({**model.describe(), "file": SITE_FILE, **artifact_record(path)}))
+
+
+def test_a_ppca_record_round_trips_through_bundle_json_with_its_residual_scale(tmp_path):
+    from fracture_edge.edge_runtime.bundle import load_bundle, save_bundle
+    from fracture_edge.edge_runtime.site_model import PPCA_METHOD, site_model_for
+
+    train, home, away = _subspace_and_off_subspace(3)
+    model = fit_site_model(train, components=4, residual=True)
+    record = _saved(model, tmp_path)
+    assert record["method"] == PPCA_METHOD and record["residual_scale"] == model.residual_scale > 0
+    save_bundle(tmp_path, _bundle_with(record))
+    again = site_model_for(load_bundle(tmp_path), tmp_path)
+    assert again.residual_scale == model.residual_scale
+    assert np.array_equal(again.held_out, model.held_out)             # the stored distances are recomputed alike
+    both = np.r_[home, away]
+    assert np.array_equal(again.distances(both), model.distances(both))
+    assert np.array_equal(again.scores(both), model.scores(both))
+
+
+def test_an_old_subspace_record_is_still_read_and_scores_bit_for_bit_as_before(model, tmp_path):
+    from fracture_edge.edge_runtime.bundle import validate_bundle
+    from fracture_edge.edge_runtime.site_model import METHOD
+
+    record = _saved(model, tmp_path)
+    assert record["method"] == METHOD == "mahalanobis-pca" and "residual_scale" not in record
+    validate_bundle(_bundle_with(record))
+    again = load_site_model(tmp_path / record["file"], record)
+    x = draw(50, seed=9)
+    z = (x.astype(np.float32) - model.mean) @ model.components.T * model.scales
+    assert again.residual_scale == 0.0
+    np.testing.assert_array_equal(again.distances(x), np.sqrt(np.mean(np.square(z, dtype=np.float64), axis=1)))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"method": "ppca-v2"}, "site_model.method 'ppca-v2' is not one this fracture-edge reads"),
+    ({"method": "ppca", "residual_scale": None}, "needs a positive residual_scale, got None"),
+    ({"method": "ppca", "residual_scale": -1.0}, "needs a positive residual_scale, got -1.0"),
+])
+def test_an_unknown_method_or_a_ppca_record_without_its_scale_is_refused_in_one_line(model, tmp_path, change,
+                                                                                       message):
+    record = {**_saved(model, tmp_path), **change}
+    with pytest.raises(ValueError, match=message) as error:
+        load_site_model(tmp_path / record["file"], record)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"method": "ppca-v2"}, "site_model.method must be one of 'mahalanobis-pca', 'ppca'"),
+    ({"method": "ppca"}, "site_model.residual_scale must be a number > 0, got None"),
+    ({"method": "ppca", "residual_scale": 0.5, "component_choice": {"chosen": 7}},
+     "site_model.component_choice.chosen must be site_model.components (32)"),
+])
+def test_the_schema_refuses_an_unknown_method_a_missing_scale_and_a_choice_of_another_k(model, tmp_path, change,
+                                                                                         problem):
+    from fracture_edge.edge_runtime.bundle import BundleError, validate_bundle
+
+    with pytest.raises(BundleError, match=re.escape(problem)) as error:
+        validate_bundle(_bundle_with({**_saved(model, tmp_path), **change}), "bundle.json")
+    assert str(error.value).count("\n") == 0
