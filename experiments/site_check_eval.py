@@ -29,7 +29,8 @@ from ..edge_runtime.metrics import roc_auc
 from ..edge_runtime.preprocessing import load_batch
 from ..edge_runtime.progress import progress
 from ..edge_runtime.shifts import STABILITY_PROBES, SHIFTS, apply_shift
-from ..edge_runtime.site_model import fit_site_model, judge_site
+from ..edge_runtime.site_components import candidate_components, choose_components
+from ..edge_runtime.site_model import fit_site_model, fit_site_models, judge_site
 from ..export.site_fit import SITE_IMAGES
 
 log = logging.getLogger(__name__)
@@ -91,30 +92,25 @@ def shipped_fit(fit: np.ndarray, val_home: np.ndarray, seed: int) -> tuple:
 
 
 def residual_fit(fit: np.ndarray, val_home: np.ndarray, seed: int) -> tuple:
-    """The second design (docs/site-check.md): probabilistic PCA, K by the mean log-likelihood of val-home images."""
+    """The second design (docs/site-check.md): probabilistic PCA, K by the mean log-likelihood of val-home images
+    (edge_runtime/site_components.py, as export chooses it)."""
     if not len(val_home):
         raise SystemExit("the residual design needs val images of the home source to choose K")
-    likelihood = {k: float(np.mean(fit_site_model(fit, components=k, seed=seed, residual=True)
-                                   .log_likelihood(val_home))) for k in candidate_components(fit)}
-    best = max(likelihood, key=likelihood.get)
-    return (fit_site_model(fit, components=best, seed=seed, residual=True),
-            {"method": f"residual, K={best}", "components": best, "val_log_likelihood": likelihood})
+    choice = choose_components(fit, val_home, seed)
+    if choice is None:
+        raise SystemExit(f"the residual design: no candidate K fits {fit.shape[0]} images of {fit.shape[1]} features")
+    return choice.model, {"method": f"residual, K={choice.components}", "components": choice.components,
+                          "val_log_likelihood": choice.log_likelihood}
 
 
 DESIGNS = {"shipped": shipped_fit, "residual": residual_fit}
-CANDIDATE_COMPONENTS = (8, 16, 32, 64, 128, 256)
-
-
-def candidate_components(fit: np.ndarray) -> list[int]:
-    """The candidate K that leave directions outside the subspace (K < D) and fit the images (K < N - 1)."""
-    return [k for k in CANDIDATE_COMPONENTS if k < min(fit.shape[1], fit.shape[0] - 1)]
 
 
 def per_k_auroc(fit: np.ndarray, home: np.ndarray, other: np.ndarray, seed: int) -> dict:
     """Report only (after the choice): the residual design's AUROC at every candidate K."""
     labels = np.r_[np.zeros(len(home)), np.ones(len(other))]
-    return {k: roc_auc(labels, fit_site_model(fit, components=k, seed=seed, residual=True)
-                       .distances(np.r_[home, other])) for k in candidate_components(fit)}
+    models = fit_site_models(fit, tuple(candidate_components(*fit.shape)), seed=seed, residual=True)
+    return {k: roc_auc(labels, model.distances(np.r_[home, other])) for k, model in models.items()}
 
 
 def source_rows(samples, features: dict[str, np.ndarray], seed: int, design: str = "shipped") -> dict:

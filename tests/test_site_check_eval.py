@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from fracture_edge.edge_runtime.dataset import Sample
-from fracture_edge.experiments.site_check_eval import CANDIDATE_COMPONENTS, REFERENCE, SOURCES, source_rows
+from fracture_edge.edge_runtime.site_components import CANDIDATE_COMPONENTS
+from fracture_edge.experiments.site_check_eval import REFERENCE, SOURCES, source_rows
 
 D = 40
 
