@@ -12,7 +12,7 @@ from PIL import Image
 from fracture_edge.edge_runtime.bundle import load_bundle, save_bundle
 from fracture_edge.edge_runtime.bundle_schema import bundle_problems
 from fracture_edge.edge_runtime.cli import main
-from fracture_edge.edge_runtime.site_model import SITE_FILE, load_site_model
+from fracture_edge.edge_runtime.site_model import PPCA_METHOD, SITE_FILE, load_site_model
 
 pytestmark = pytest.mark.slow
 
@@ -26,6 +26,20 @@ def test_export_stores_a_site_model_fitted_on_training_images_only(tiny_export):
     assert record["features"] == bundle["output"]["extra"]["features"]["shape"][0]
     site = load_site_model(tiny_export.run / SITE_FILE, record)
     assert site.held_out.size == 20 and np.all(np.diff(site.held_out) >= 0)
+
+
+def test_export_chooses_the_ppca_components_on_the_val_images(tiny_export):
+    """The residual design (docs/site-check.md): K from the candidates the 60 fitting images support, by the mean
+    log-likelihood of the data's 24 val images, recorded with every candidate's value."""
+    record = load_bundle(tiny_export.run)["site_model"]
+    choice = record["component_choice"]
+    assert record["method"] == PPCA_METHOD and record["residual_scale"] > 0
+    assert choice["on"].endswith("[val]") and choice["images"] == 24
+    likelihood = {int(k): v for k, v in choice["mean_log_likelihood"].items()}
+    assert set(likelihood) == {8, 16, 32} and choice["chosen"] == record["components"] == max(likelihood,
+                                                                                            key=likelihood.get)
+    site = load_site_model(tiny_export.run / SITE_FILE, record)
+    assert site.residual_scale == record["residual_scale"] and site.components.shape[0] == choice["chosen"]
     assert (tiny_export.run.parent / "assets" / SITE_FILE).is_file()   # --android-assets copies it
 
 
