@@ -215,21 +215,28 @@ def head_cases(adapted: dict) -> list[dict]:
     return cases
 
 
-SITE_TRAINING = 120   # feature vectors the golden site model is fitted on (90 fit, 30 held out)
+SITE_TRAINING = 120   # feature vectors the golden site models are fitted on (90 fit, 30 held out)
+# name suffix -> (seed, components, residual): the subspace model of bundles exported before the residual design
+# ("mahalanobis-pca", files unchanged since) and the "ppca" model export writes now
+SITE_MODELS = {"": (17, 5, False), "_ppca": (23, 4, True)}
 
 
-def make_site_files(out: Path, adapted: dict) -> list[dict]:
-    """site_model.f32 + bundle_site.json (the adapted bundle's features output with a site_model record), and
-    cases: features -> distance and in_distribution score by the Python runtime (edge_runtime/site_model.py)."""
+def make_site_files(out: Path, adapted: dict, suffix: str) -> list[dict]:
+    """site_model{suffix}.f32 + bundle_site{suffix}.json (the adapted bundle's features output with a site_model
+    record), and cases: features -> distance and in_distribution score by the Python runtime
+    (edge_runtime/site_model.py)."""
     from fracture_edge.edge_runtime.bundle import artifact_record
-    from fracture_edge.edge_runtime.site_model import SITE_FILE, fit_site_model
+    from fracture_edge.edge_runtime.site_model import fit_site_model
 
-    rng = np.random.default_rng(17)
-    site = fit_site_model(rng.normal(0, 1, (SITE_TRAINING, FEATURES)) * np.linspace(3, 0.5, FEATURES), components=5)
-    site.save(out / SITE_FILE)
+    seed, components, residual = SITE_MODELS[suffix]
+    rng = np.random.default_rng(seed)
+    site = fit_site_model(rng.normal(0, 1, (SITE_TRAINING, FEATURES)) * np.linspace(3, 0.5, FEATURES),
+                          components=components, residual=residual)
+    file = f"site_model{suffix}.f32"
+    site.save(out / file)
     bundle = {k: v for k, v in adapted.items() if k != "adapted_head"}
-    bundle["site_model"] = {**site.describe(), **artifact_record(out / SITE_FILE)}
-    atomic.write_json(out / "bundle_site.json", validate_bundle(bundle, "golden site bundle"))
+    bundle["site_model"] = {**site.describe(), "file": file, **artifact_record(out / file)}
+    atomic.write_json(out / f"bundle_site{suffix}.json", validate_bundle(bundle, "golden site bundle"))
     cases = []
     for spread in (0.5, 1.0, 2.0, 4.0):
         features = rng.normal(0, spread, (4, FEATURES)).astype(np.float32).astype(np.float64)
@@ -278,7 +285,7 @@ def main(argv=None) -> int:
         "quantization": quantization_cases(),
         "decisions": decision_cases(bundle),
         "adapted_head": head_cases(adapted),
-        "site_model": make_site_files(out, adapted),
+        **{f"site_model{suffix}": make_site_files(out, adapted, suffix) for suffix in SITE_MODELS},
     }))
     total = sum(p.stat().st_size for p in out.iterdir())
     print(f"wrote {len(list(out.iterdir()))} files, {total / 1024:.0f} KB, into {out}")

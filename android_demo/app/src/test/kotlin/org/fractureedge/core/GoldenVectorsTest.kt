@@ -8,6 +8,9 @@ import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.DynamicTest
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.TestFactory
+import org.junit.jupiter.params.ParameterizedTest
+import org.junit.jupiter.params.provider.CsvSource
+import org.junit.jupiter.params.provider.ValueSource
 import java.security.MessageDigest
 import javax.imageio.ImageIO
 
@@ -118,11 +121,14 @@ class GoldenVectorsTest {
         assertEquals(0.5, FractureCore(bundle, core.input, core.output).probability(0.5, null))
     }
 
-    @Test
-    fun siteModelMatchesPython() {
-        val site = FractureBundle.parse(resource("bundle_site.json").toString(Charsets.UTF_8)).site!!
+    /** "" = the subspace model of bundles exported before the residual design, "_ppca" = the one export writes. */
+    @ParameterizedTest
+    @ValueSource(strings = ["", "_ppca"])
+    fun siteModelMatchesPython(suffix: String) {
+        val site = FractureBundle.parse(resource("bundle_site$suffix.json").toString(Charsets.UTF_8)).site!!
+        assertEquals(suffix.isNotEmpty(), site.residualScale > 0.0, "ppca records carry their residual_scale")
         val model = SiteModel.fromBytes(site, resource(site.file))
-        val cases = objects(expected.getJSONArray("site_model"))
+        val cases = objects(expected.getJSONArray("site_model$suffix"))
         assertTrue(cases.size >= 12 && cases.any { it.getBoolean("outside_training_data") } &&
             cases.any { !it.getBoolean("outside_training_data") }, "cases on both sides of the flag")
         for (case in cases) {
@@ -135,6 +141,19 @@ class GoldenVectorsTest {
         }
         val wrong = site.copy(components = site.components + 1)
         assertThrows(ModelMismatchException::class.java) { SiteModel.fromBytes(wrong, resource(site.file)) }
+    }
+
+    /** A method this app does not know (a newer export), or a ppca record without its scale: refused, named. */
+    @ParameterizedTest
+    @CsvSource("ppca-v2, 0.5, site_model.method 'ppca-v2' is not supported", "ppca, -1, site_model.residual_scale",
+        "ppca, , site_model.residual_scale")
+    fun siteRecordOfAnotherMethodIsRefused(method: String, scale: Double?, message: String) {
+        val root = JSONObject(resource("bundle_site_ppca.json").toString(Charsets.UTF_8))
+        root.getJSONObject("site_model").put("method", method).apply {
+            if (scale == null) remove("residual_scale") else put("residual_scale", scale)
+        }
+        val error = assertThrows(UnsupportedBundleException::class.java) { FractureBundle.parse(root.toString()) }
+        assertTrue(error.message!!.contains(message), error.message)
     }
 
     private fun checkTensor(record: JSONObject, size: Int, want: JSONObject) {
