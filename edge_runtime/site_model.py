@@ -4,7 +4,7 @@ numpy only, so the runtime (predict, serve, a Raspberry Pi) scores it from the `
 forward pass. Designed and fixed here before it was run on any model it will judge:
 
 - Fit on TRAINING images only. A seeded quarter of them is held out; the mean and the principal components
-  (at most COMPONENTS) come from the rest.
+  (at most COMPONENTS, or the K export chooses for "ppca") come from the rest.
 - The distance of an image is the root mean square of its whitened principal-component scores: about 1 for a
   typical training image, larger the further it lies from them. The "ppca" method (probabilistic PCA, the
   design docs/site-check.md measured and ships) also counts the energy outside the subspace, divided by the
