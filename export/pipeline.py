@@ -23,18 +23,18 @@ from ..edge_runtime.confidence import artifact_uncertainty
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.shifts import apply_shift
 from ..edge_runtime.site_model import BUNDLE_KEY as SITE_KEY, SITE_FILE
-from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS, DEPLOY_PREFERENCE, FORMATS, MIXED_SUFFIX
+from ..edge_runtime.formats import DEPLOY_PREFERENCE, FORMATS, MIXED_SUFFIX
 from .calibration import (ImageSet, calibration_set, resolve_data_dir, selection_samples, selection_set,
                           tuning_set, verification_set)
 from .compat import check_artifact
 from .exporters import EXPORTERS, ExportContext
 from .extra_outputs import FEATURES, declare_extra_outputs
 from .heatmap_check import verify_heatmaps
-from .onnx_export import OPSET
-from .site_fit import SITE_IMAGES, fit_export_site_model, publish_site_model
+from .site_fit import fit_export_site_model, publish_site_model
 from ..edge_runtime.environment import peak_rss_mb, rss_mb
 from .footprint import StageMeter, release_memory
 from .gates import VerdictRules, is_exact_format
+from .options import ExportOptions
 from .outcome import GATE_FAILED, deploy_choice
 from .staging import Staging, commit, staging_folder
 
@@ -45,28 +45,6 @@ log = logging.getLogger(__name__)
 
 OK, EXPORT_FAILED, VERIFY_FAILED = "ok", "export failed", "verify failed"
 NOISE_PROBE = "dither-1"   # the invisible perturbation whose flips are the noise floor (docs/fidelity-verdict.md)
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    run_dir: Path
-    formats: tuple[str, ...] = DEFAULT_EXPORT_FORMATS
-    formats_named: bool = False         # --formats given: every named format must pass (see export_exit_code)
-    calib_data: str | None = None
-    calib_images: int = 300
-    calib_seed: int = 0
-    verify_data: str | None = None
-    verify_splits: tuple[str, ...] = ("val", "test")
-    android_assets: str | None = None
-    gates: VerdictRules = field(default_factory=VerdictRules)
-    onnx_opset: int = OPSET
-    onnx_reduce_range: bool = False
-    selection_images: int = 400         # held-out training images that choose the float ops of a *-int8-mixed row
-    site_images: int = SITE_IMAGES      # training images of the site model (0 = all, -1 = none): export/site_fit.py
-    equalize: bool = True
-    qat_images: int = 0                 # training images for int8-aware tuning (0: post-training only)
-    fold_normalization: bool = True     # int8 formats read raw pixels in conv1 (export/stem_fold.py)
-    num_threads: int | None = None
 
 
 @dataclass(frozen=True)
