@@ -71,9 +71,9 @@ def patched(tmp_path, monkeypatch):
         return run_batch
 
     def converter(name):
-        def export(ctx, path):
+        def export(store, path, float_ops=()):
             if name.endswith("int8"):
-                ctx.calibration()
+                store.calibration
             shutil.copy(FIXTURES / SOURCES[name], path)
             return {}
         return export

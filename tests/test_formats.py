@@ -23,12 +23,13 @@ def test_edge_rows_have_an_exporter_and_a_runtime(fmt):
     from fracture_edge.benchmarks.macs import MAC_COUNTERS
     from fracture_edge.benchmarks.predictors import BACKEND_SETTINGS
     from fracture_edge.edge_runtime.backends import BACKENDS, RUNTIME_IMPORTS
-    from fracture_edge.export.exporters import EXPORTERS
+    from fracture_edge.export.exporters import EXPORTER_KINDS, EXPORTERS
 
     assert fmt.edge == (fmt.name in EXPORT_FORMATS) == (fmt.name in EXPORTERS)
     if not fmt.edge:     # keras: the training reference, opened by Keras itself
         assert fmt.backend not in BACKENDS and fmt.default
         return
+    assert EXPORTERS[fmt.name] is EXPORTER_KINDS[fmt.backend, fmt.quantization]
     for table in (BACKENDS, RUNTIME_IMPORTS, MAC_COUNTERS, BACKEND_SETTINGS):
         assert fmt.backend in table
 
@@ -46,9 +47,11 @@ def test_exact_rows_are_the_fp32_ones_and_the_rest_are_gated(fmt):
 
 @pytest.mark.parametrize("fmt", [f for f in ROWS if f.name.endswith(MIXED_SUFFIX)], ids=lambda fmt: fmt.name)
 def test_mixed_rows_are_an_opt_in_variant_of_their_int8_row(fmt):
+    from fracture_edge.export.exporters import EXPORTERS
+
     base = FORMATS[fmt.name.removesuffix(MIXED_SUFFIX)]
     assert (base.backend, base.precision, base.quantization) == (fmt.backend, "int8", fmt.quantization)
-    assert base.default and not fmt.default
+    assert base.default and not fmt.default and EXPORTERS[base.name] is EXPORTERS[fmt.name]
 
 
 def test_preference_lists_name_edge_rows_once():
