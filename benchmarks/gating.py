@@ -21,7 +21,7 @@ GATES_MISSING = "not checked: fracture_edge.export.gates is not available in thi
 def is_compressed(format_name: str) -> bool:
     """fp16 and int8 artifacts are gated; fp32 ones and keras are the references."""
     fmt = FORMATS.get(format_name)
-    return fmt is not None and fmt.precision in ("fp16", "int8")
+    return fmt is not None and fmt.compressed
 
 
 def gates_module():

@@ -31,7 +31,7 @@ def count_model_macs(run_dir: str | Path) -> tuple[int | None, str]:
         path = run_dir / FORMATS[name].filename
         if not path.is_file():
             continue
-        counter = tflite_macs if name.startswith("tflite") else onnx_macs
+        counter = MAC_COUNTERS[FORMATS[name].backend]
         try:
             return counter(path), f"conv/dense MACs from the {name} graph ({path.name}) tensor shapes"
         except Exception as exc:  # any reader failure: try the next artifact
@@ -114,3 +114,6 @@ def _onnx_node_macs(node, shapes: dict) -> int:
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
         return out_elements * (weights[1] if trans_b else weights[0])
     return out_elements * weights[-2]  # MatMul [.., K, N]
+
+
+MAC_COUNTERS = {"tflite": tflite_macs, "onnx": onnx_macs}   # a Format's backend -> the reader of its graph

@@ -38,10 +38,8 @@ def import_runtime(job: dict) -> None:
     if job["backend"] == "keras":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import keras  # noqa: F401 (imports TensorFlow too)
-    elif FORMATS[job["format"]].backend == "tflite":
-        backends.tflite_interpreter_class()
     else:
-        import onnxruntime  # noqa: F401
+        backends.RUNTIME_IMPORTS[FORMATS[job["format"]].backend]()
 
 
 def pin_tflite_runtime(job: dict) -> None:

@@ -78,21 +78,24 @@ def plan_jobs(options: BenchOptions, run_dir: Path, have_tf: bool | None = None)
         if name == "keras" and not have_tf:
             skipped += [Skipped(label, name, "skipped", NO_TENSORFLOW) for label in labels]
         elif not artifact.is_file() and options.include_rejected and (run_dir / REJECTED_DIR / fmt.filename).is_file():
-            rejected = str(run_dir / REJECTED_DIR / fmt.filename)
-            jobs += [replace(job, label=f"{name} (rejected)", rejected=True) for job in _format_jobs(name, rejected, options)]
-            if fmt.backend == "tflite":
-                jobs += [replace(job, label=f"{name} (rejected, {dist})", rejected=True, tflite_runtime=dist, python=python)
-                         for dist, python in runtime_rows(options).items() for job in _format_jobs(name, rejected, options)]
+            jobs += _artifact_jobs(name, str(run_dir / REJECTED_DIR / fmt.filename), options, rejected=True)
         elif not artifact.is_file():
             reason = _missing_reason(run_dir, name)
             skipped += [Skipped(label, name, "missing", reason) for label in labels]
         else:
-            jobs += _format_jobs(name, str(artifact), options)
-            if fmt.backend == "tflite":
-                jobs += [replace(job, label=f"{name} ({dist})", tflite_runtime=dist, python=python)
-                         for dist, python in runtime_rows(options).items()
-                         for job in _format_jobs(name, str(artifact), options)]
+            jobs += _artifact_jobs(name, str(artifact), options)
     return jobs, skipped
+
+
+def _artifact_jobs(name: str, artifact: str, options: BenchOptions, rejected: bool = False) -> list[Job]:
+    """The jobs of one artifact file, then the same under each extra TFLite runtime when it is a .tflite."""
+    extra = runtime_rows(options).items() if FORMATS[name].backend == "tflite" else ()
+    jobs = []
+    for dist, python in [(None, None), *extra]:
+        notes = ", ".join(note for note in ("rejected" if rejected else None, dist) if note)
+        jobs += [replace(job, label=f"{name} ({notes})" if notes else job.label, rejected=rejected,
+                         tflite_runtime=dist, python=python) for job in _format_jobs(name, artifact, options)]
+    return jobs
 
 
 def _missing_reason(run_dir: Path, name: str) -> str:

@@ -154,7 +154,7 @@ def _pick_format(bundle: dict, folder: Path, name: str | None) -> Format:
     """--format, else the first of FORMAT_PREFERENCE present in the folder whose runtime is installed."""
     if name is not None:
         fmt = get_format(name)
-        if fmt.backend == "keras":
+        if not fmt.edge:
             raise ValueError("keras is the training format, not an edge format; choose one of "
                              + ", ".join(FORMAT_PREFERENCE))
         return fmt

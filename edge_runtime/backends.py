@@ -178,10 +178,7 @@ class OnnxBackend:
     """An .onnx model in an onnxruntime CPU session."""
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise missing_extra("onnxruntime", "onnx", "running an .onnx model") from None
+        ort = onnxruntime_module()
         self.runtime = f"onnxruntime {ort.__version__}"
         options = ort.SessionOptions()
         if num_threads:
@@ -234,10 +231,22 @@ def concatenate_each(parts: list[list[np.ndarray]]) -> list[np.ndarray]:
     return [np.concatenate(column) for column in zip(*parts)]
 
 
+def onnxruntime_module():
+    """The onnxruntime module; a missing one raises MissingExtraError naming the extra."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise missing_extra("onnxruntime", "onnx", "running an .onnx model") from None
+    return onnxruntime
+
+
+# A Format's backend -> the class that opens its artifacts, and the import of its runtime library alone.
+BACKENDS = {"tflite": TfliteBackend, "onnx": OnnxBackend}
+RUNTIME_IMPORTS = {"tflite": tflite_interpreter_class, "onnx": onnxruntime_module}
+
+
 def open_backend(path: str | os.PathLike, backend: str, num_threads: int | None = None):
     """A TfliteBackend or OnnxBackend for `path` ('tflite' | 'onnx')."""
-    if backend == "tflite":
-        return TfliteBackend(path, num_threads)
-    if backend == "onnx":
-        return OnnxBackend(path, num_threads)
-    raise ValueError(f"no edge runtime for backend {backend!r}; valid: tflite, onnx")
+    if backend not in BACKENDS:
+        raise ValueError(f"no edge runtime for backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    return BACKENDS[backend](path, num_threads)

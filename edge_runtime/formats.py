@@ -4,35 +4,58 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+EDGE_BACKENDS: tuple[str, ...] = ("tflite", "onnx")   # opened by edge_runtime/backends.py; keras is the training one
+
+
 @dataclass(frozen=True)
 class Format:
     name: str          # the vocabulary used everywhere: keras, tflite-fp32, ...
     filename: str      # artifact file name inside a run folder (precision in the name)
-    backend: str       # keras | tflite | onnx
+    backend: str       # keras | tflite | onnx: the library that opens it
     precision: str     # fp32 | fp16 | int8
     description: str
+    exact: bool = False        # judged by exactness against Keras (fp32); else compressed: the non-inferiority verdict
+    quantization: str = ""     # how export makes it from the float model: fp32 | fp16 | int8-dynamic | int8 (calibrated)
     default: bool = True   # exported by a plain `fracture-edge export RUN` (opt-in rows only with --formats)
+
+    @property
+    def edge(self) -> bool:
+        """Whether the edge runtime runs it (a .tflite or .onnx artifact); keras is the training reference."""
+        return self.backend in EDGE_BACKENDS
+
+    @property
+    def compressed(self) -> bool:
+        """Everything not exact (fp16, int8 of any kind, custom files): judged by the non-inferiority verdict."""
+        return not self.exact
 
 
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("keras", "model.keras", "keras", "fp32", "Keras 3 model (training framework; reference)"),
-        Format("tflite-fp32", "model_fp32.tflite", "tflite", "fp32", "TFLite, float32"),
-        Format("tflite-fp16", "model_fp16.tflite", "tflite", "fp16", "TFLite, float16 weights, float32 compute"),
+        Format("keras", "model.keras", "keras", "fp32", "Keras 3 model (training framework; reference)", exact=True),
+        Format("tflite-fp32", "model_fp32.tflite", "tflite", "fp32", "TFLite, float32", exact=True,
+               quantization="fp32"),
+        Format("tflite-fp16", "model_fp16.tflite", "tflite", "fp16", "TFLite, float16 weights, float32 compute",
+               quantization="fp16"),
         Format("tflite-int8-dynamic", "model_int8_dynamic.tflite", "tflite", "int8",
-               "TFLite, dynamic-range int8: int8 weights, float32 activations quantized per image at run time"),
-        Format("tflite-int8", "model_int8.tflite", "tflite", "int8", "TFLite, full-integer PTQ, uint8 pixel input"),
-        Format("onnx-fp32", "model_fp32.onnx", "onnx", "fp32", "ONNX (tf2onnx), float32"),
-        Format("onnx-int8", "model_int8.onnx", "onnx", "int8", "ONNX, static QDQ int8 (per-channel weights)"),
+               "TFLite, dynamic-range int8: int8 weights, float32 activations quantized per image at run time",
+               quantization="int8-dynamic"),
+        Format("tflite-int8", "model_int8.tflite", "tflite", "int8", "TFLite, full-integer PTQ, uint8 pixel input",
+               quantization="int8"),
+        Format("onnx-fp32", "model_fp32.onnx", "onnx", "fp32", "ONNX (tf2onnx), float32", exact=True,
+               quantization="fp32"),
+        Format("onnx-int8", "model_int8.onnx", "onnx", "int8", "ONNX, static QDQ int8 (per-channel weights)",
+               quantization="int8"),
         Format("tflite-int8-mixed", "model_int8_mixed.tflite", "tflite", "int8",
-               "TFLite int8 with the first layers kept in float (opt-in float-prefix search)", default=False),
+               "TFLite int8 with the first layers kept in float (opt-in float-prefix search)", quantization="int8",
+               default=False),
         Format("onnx-int8-mixed", "model_int8_mixed.onnx", "onnx", "int8",
-               "ONNX int8 with the first nodes kept in float (opt-in float-prefix search)", default=False),
+               "ONNX int8 with the first nodes kept in float (opt-in float-prefix search)", quantization="int8",
+               default=False),
     )
 }
 
-EXPORT_FORMATS: tuple[str, ...] = tuple(name for name in FORMATS if name != "keras")
+EXPORT_FORMATS: tuple[str, ...] = tuple(name for name, fmt in FORMATS.items() if fmt.edge)
 DEFAULT_EXPORT_FORMATS: tuple[str, ...] = tuple(name for name in EXPORT_FORMATS if FORMATS[name].default)
 MIXED_SUFFIX = "-mixed"   # a mixed row is its base int8 format with some ops in float: tflite-int8-mixed
 # What to deploy: the first of these that passed the fidelity verdict (docs/fidelity-verdict.md); the Android
@@ -68,7 +91,7 @@ def format_for_file(path: str) -> Format:
         if name == fmt.filename:
             return fmt
     suffix = Path(path).suffix.lower()
-    if suffix in (".tflite", ".onnx"):
+    if suffix[1:] in EDGE_BACKENDS:
         backend = suffix[1:]
         return Format(f"{backend}-custom", name, backend, "unknown", f"{backend} artifact")
     if suffix in (".keras", ".h5"):

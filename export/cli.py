@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_SPLITS = "val,test"
-
 # flag -> VerdictRules field (docs/fidelity-verdict.md; the defaults are the written-down ones)
 VERDICT_FLAGS = {
     "gate_fp32_max_dprob": ("fp32_max_abs_dprob", "fp32 artifacts: max |p - p_keras|"),
@@ -18,41 +16,43 @@ VERDICT_FLAGS = {
 
 
 def register(subparsers) -> None:
-    from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS
-    from .onnx_export import OPSET
+    from ..edge_runtime.formats import DEPLOY_PREFERENCE, EXPORT_FORMATS
+    from .options import default_option as default
 
     p = subparsers.add_parser("export", help="export TFLite/ONNX artifacts and verify each on real images",
                               description=__doc__.splitlines()[0])
     p.add_argument("run", help="training run folder (model.keras + bundle.json)")
     p.add_argument("--formats", default=None,
                    help=f"comma-separated, or 'all' = {','.join(EXPORT_FORMATS)} (default: "
-                        f"{','.join(DEFAULT_EXPORT_FORMATS)}); every format named here must pass its verdict")
+                        f"{','.join(default('formats'))}); every format named here must pass its verdict")
     p.add_argument("--calib-data", help="dataset for int8 calibration (default: the bundle's training data)")
-    p.add_argument("--calib-images", type=int, default=300, help="calibration images, both classes (default 300)")
-    p.add_argument("--calib-seed", type=int, default=0)
+    p.add_argument("--calib-images", type=int, default=default("calib_images"),
+                   help=f"calibration images, both classes (default {default('calib_images')})")
+    p.add_argument("--calib-seed", type=int, default=default("calib_seed"))
     p.add_argument("--verify-data", help="dataset for the fidelity gate (default: the bundle's training data)")
-    p.add_argument("--verify-split", default=DEFAULT_SPLITS, help="splits to verify on (default val,test)")
+    splits = ",".join(default("verify_splits"))
+    p.add_argument("--verify-split", default=splits, help=f"splits to verify on (default {splits})")
     p.add_argument("--android-assets", metavar="DIR",
-                   help="copy the artifact to deploy (the first that passed of tflite-int8, tflite-int8-dynamic, "
-                        "tflite-fp16, tflite-fp32) and bundle.json here")
+                   help=f"copy the artifact to deploy (the first that passed of {', '.join(DEPLOY_PREFERENCE)}) and "
+                        "bundle.json here")
     p.add_argument("--threads", type=int, default=None,
                    help="runtime threads used for verification (default: all CPU cores)")
-    p.add_argument("--onnx-opset", type=int, default=OPSET)
+    p.add_argument("--onnx-opset", type=int, default=default("onnx_opset"))
     p.add_argument("--onnx-reduce-range", action="store_true", help="7-bit weights for onnx-int8 (old x86 CPUs)")
     p.add_argument("--no-int8-fallback", action="store_true", help=argparse.SUPPRESS)   # the default now: a no-op
     p.add_argument("--no-equalize", action="store_true",
                    help="quantize the model as is (default: a float-equivalent channel-equalized copy for int8)")
     p.add_argument("--no-fold-normalization", action="store_true",
                    help="keep the input normalization as int8 ops (default: folded into conv1, exact)")
-    p.add_argument("--qat-images", type=int, default=0,
+    p.add_argument("--qat-images", type=int, default=default("qat_images"),
                    help="experimental: training images for int8-aware tuning of the weights before int8 "
-                        "quantization (default 0: post-training quantization only)")
-    p.add_argument("--selection-images", type=int, default=400,
+                        f"quantization (default {default('qat_images')}: post-training quantization only)")
+    p.add_argument("--selection-images", type=int, default=default("selection_images"),
                    help="held-out training images that choose the float layers of the opt-in tflite-int8-mixed / "
-                        "onnx-int8-mixed formats (default 400)")
-    p.add_argument("--site-images", type=int, default=1000,
+                        f"onnx-int8-mixed formats (default {default('selection_images')})")
+    p.add_argument("--site-images", type=int, default=default("site_images"),
                    help="training images the site check's in-distribution model is fitted on (0 = all, -1 = no "
-                        "site model; default 1000)")
+                        f"site model; default {default('site_images')})")
     for flag, (field, what) in VERDICT_FLAGS.items():
         p.add_argument("--" + flag.replace("_", "-"), type=float, default=None,
                        help=f"{what} (default {default_rule(field)})")
@@ -87,8 +87,8 @@ def options_from_args(args):
     from pathlib import Path
 
     from ..edge_runtime.dataset import SPLITS
-    from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS, EXPORT_FORMATS, parse_formats
-    from .pipeline import ExportOptions
+    from ..edge_runtime.formats import EXPORT_FORMATS, parse_formats
+    from .options import ExportOptions, default_option
 
     splits = tuple(s.strip() for s in args.verify_split.split(",") if s.strip())
     for split in splits:
@@ -96,7 +96,7 @@ def options_from_args(args):
             raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     return ExportOptions(
         run_dir=Path(args.run), formats_named=args.formats is not None,
-        formats=DEFAULT_EXPORT_FORMATS if args.formats is None else parse_formats(args.formats, EXPORT_FORMATS),
+        formats=default_option("formats") if args.formats is None else parse_formats(args.formats, EXPORT_FORMATS),
         calib_data=args.calib_data, calib_images=args.calib_images, calib_seed=args.calib_seed,
         verify_data=args.verify_data, verify_splits=splits, android_assets=args.android_assets,
         gates=rules_from_args(args), onnx_opset=args.onnx_opset, onnx_reduce_range=args.onnx_reduce_range,

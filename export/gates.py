@@ -99,7 +99,7 @@ class GateResult:
 def is_exact_format(format_name: str) -> bool:
     """fp32 artifacts are judged by exactness; everything else (fp16, int8 of any kind, custom) is compressed."""
     fmt = FORMATS.get(format_name)
-    return fmt is not None and fmt.precision == "fp32"
+    return fmt is not None and fmt.exact
 
 
 def gate_thresholds(thresholds: dict) -> dict[str, float]:

@@ -23,18 +23,19 @@ from ..edge_runtime.confidence import artifact_uncertainty
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.shifts import apply_shift
 from ..edge_runtime.site_model import BUNDLE_KEY as SITE_KEY, SITE_FILE
-from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS, DEPLOY_PREFERENCE, FORMATS, MIXED_SUFFIX
+from ..edge_runtime.formats import DEPLOY_PREFERENCE, FORMATS, MIXED_SUFFIX
 from .calibration import (ImageSet, calibration_set, resolve_data_dir, selection_samples, selection_set,
                           tuning_set, verification_set)
 from .compat import check_artifact
-from .exporters import EXPORTERS, ExportContext
+from .exporters import EXPORTERS
+from .intermediates import ExportSettings, IntermediateStore
 from .extra_outputs import FEATURES, declare_extra_outputs
 from .heatmap_check import verify_heatmaps
-from .onnx_export import OPSET
-from .site_fit import SITE_IMAGES, fit_export_site_model, publish_site_model
+from .site_fit import fit_export_site_model, publish_site_model
 from ..edge_runtime.environment import peak_rss_mb, rss_mb
 from .footprint import StageMeter, release_memory
 from .gates import VerdictRules, is_exact_format
+from .options import ExportOptions
 from .outcome import GATE_FAILED, deploy_choice
 from .staging import Staging, commit, staging_folder
 
@@ -45,28 +46,6 @@ log = logging.getLogger(__name__)
 
 OK, EXPORT_FAILED, VERIFY_FAILED = "ok", "export failed", "verify failed"
 NOISE_PROBE = "dither-1"   # the invisible perturbation whose flips are the noise floor (docs/fidelity-verdict.md)
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    run_dir: Path
-    formats: tuple[str, ...] = DEFAULT_EXPORT_FORMATS
-    formats_named: bool = False         # --formats given: every named format must pass (see export_exit_code)
-    calib_data: str | None = None
-    calib_images: int = 300
-    calib_seed: int = 0
-    verify_data: str | None = None
-    verify_splits: tuple[str, ...] = ("val", "test")
-    android_assets: str | None = None
-    gates: VerdictRules = field(default_factory=VerdictRules)
-    onnx_opset: int = OPSET
-    onnx_reduce_range: bool = False
-    selection_images: int = 400         # held-out training images that choose the float ops of a *-int8-mixed row
-    site_images: int = SITE_IMAGES      # training images of the site model (0 = all, -1 = none): export/site_fit.py
-    equalize: bool = True
-    qat_images: int = 0                 # training images for int8-aware tuning (0: post-training only)
-    fold_normalization: bool = True     # int8 formats read raw pixels in conv1 (export/stem_fold.py)
-    num_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +124,8 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def export_one(name: str, ctx: ExportContext, folder: Path, bundle: dict, verifier: Verifier) -> ExportRow:
+def export_one(name: str, store: IntermediateStore, folder: Path, bundle: dict, verifier: Verifier,
+               float_ops: tuple[str, ...] = ()) -> ExportRow:
     """Export, embed, check compatibility and verify one format, written into `folder` (the staging folder)."""
     from .embed import embed_bundle
 
@@ -154,7 +134,7 @@ def export_one(name: str, ctx: ExportContext, folder: Path, bundle: dict, verifi
     start = time.perf_counter()
     try:
         with verifier.meter.stage(f"{name}: export"):
-            facts = EXPORTERS[name](ctx, path)
+            facts = EXPORTERS[name](store, path, float_ops)
             embed_bundle(path, embedded_bundle(bundle))
             compat = check_artifact(path, fmt.backend).to_dict()
             release_memory()
@@ -179,7 +159,7 @@ def verify_row(row: ExportRow, path: Path, verifier: Verifier) -> ExportRow:
                    verify_seconds=time.perf_counter() - start)
 
 
-def export_mixed(name: str, ctx: ExportContext, folder: Path, bundle: dict, verifier: Verifier,
+def export_mixed(name: str, store: IntermediateStore, folder: Path, bundle: dict, verifier: Verifier,
                  opts: ExportOptions) -> ExportRow:
     """An opt-in *-int8-mixed row: the shortest float prefix the selection images accept, then the verdict."""
     from .int8_mixed import SearchTarget, choose_float_prefix
@@ -187,9 +167,9 @@ def export_mixed(name: str, ctx: ExportContext, folder: Path, bundle: dict, veri
     fmt = FORMATS[name]
     start = time.perf_counter()
     try:
-        mixed = ctx.mixed_int8(name)
-        selection = ctx.selection()
-        reference = ctx.selection_reference()
+        mixed = store.mixed_int8(name)
+        selection = store.selection
+        reference = store.selection_reference
         with verifier.meter.stage(f"{name}: float-prefix search ({len(selection)} images)"):
             choice = choose_float_prefix(mixed.names, mixed.quantize, mixed.suffix, selection.pixels,
                                          selection.labels, reference, bundle["thresholds"], SearchTarget(),
@@ -202,7 +182,7 @@ def export_mixed(name: str, ctx: ExportContext, folder: Path, bundle: dict, veri
     if choice.prefix is None:
         return ExportRow(name, fmt.filename, GATE_FAILED, time.perf_counter() - start, facts=facts,
                          error="no float prefix met the search target on the selection images")
-    row = export_one(name, replace(ctx, **{mixed.context_field: choice.prefix.ops}), folder, bundle, verifier)
+    row = export_one(name, store, folder, bundle, verifier, choice.prefix.ops)
     return replace(row, facts={**row.facts, **facts},
                    seconds=time.perf_counter() - start - row.verify_seconds)
 
@@ -263,12 +243,12 @@ def copy_android_assets(run_dir: Path, rows: list[ExportRow], dest: str) -> list
     return copied
 
 
-def export_format(i: int, name: str, ctx: ExportContext, bundle: dict, verifier: Verifier,
+def export_format(i: int, name: str, store: IntermediateStore, bundle: dict, verifier: Verifier,
                   opts: ExportOptions, folder: Path) -> ExportRow:
     """Step i of the loop, logged: one format exported into the staging folder and verified there."""
     log.info("[%d/%d] %s: exporting", i, len(opts.formats), name)
-    row = export_mixed(name, ctx, folder, bundle, verifier, opts) if name.endswith(MIXED_SUFFIX) \
-        else export_one(name, ctx, folder, bundle, verifier)
+    row = export_mixed(name, store, folder, bundle, verifier, opts) if name.endswith(MIXED_SUFFIX) \
+        else export_one(name, store, folder, bundle, verifier)
     now = rss_mb()
     row = replace(row, rss_mb=None if now is None else round(now, 1), peak_rss_mb=round(peak_rss_mb(), 1))
     log.info("[%d/%d] %s: %s (%.0f s export, %.0f s verify, peak RSS so far %.0f MB)%s", i, len(opts.formats),
@@ -323,15 +303,15 @@ def export_staged(opts: ExportOptions, staging: Staging) -> tuple[list[ExportRow
     bundle, extra_outputs = declare_extra_outputs(bundle, model)   # every artifact carries them
     bundle = with_site_model(opts, bundle, model, extra_outputs, staging.folder, meter)
     verifier, load_calibration, load_selection, load_tuning = load_inputs(opts, bundle, model, meter)
-    ctx = ExportContext(model, input_contract(bundle), load_calibration, load_selection, opts.onnx_opset,
-                        opts.onnx_reduce_range, equalize=opts.equalize, qat=qat_options(opts),
-                        fold_normalization=opts.fold_normalization, meter=meter, extra_outputs=extra_outputs)
-    ctx.load_tuning = lambda: load_tuning(ctx.calibration())
+    settings = ExportSettings(model, input_contract(bundle), load_calibration, load_selection, load_tuning,
+                              opts.onnx_opset, opts.onnx_reduce_range, equalize=opts.equalize, qat=qat_options(opts),
+                              fold_normalization=opts.fold_normalization, extra_outputs=extra_outputs)
+    store = IntermediateStore(settings, meter)
     try:
-        rows = [export_format(i, name, ctx, bundle, verifier, opts, staging.folder)
+        rows = [export_format(i, name, store, bundle, verifier, opts, staging.folder)
                 for i, name in enumerate(opts.formats, 1)]
     finally:
-        ctx.close()
+        store.close()
     verify_dir = resolve_data_dir(opts.verify_data, bundle, opts.run_dir, "verify")
     rows, heatmaps = verify_heatmaps(rows, opts.run_dir, verify_dir, bundle, model, verifier.images, meter,
                                      artifact_dir=staging.folder)

@@ -42,7 +42,7 @@ class TinyExport:
     run: Path
     rows: list
     context: dict
-    opts: object           # export.pipeline.ExportOptions
+    opts: object           # export.options.ExportOptions
     data: Path
     boxed: int             # fractured test images with a box in DATA/boxes.csv
 
@@ -108,7 +108,8 @@ def build_tiny_run(root: Path) -> TinyRun:
 def build_tiny_export(root: Path, trained: TinyRun) -> TinyExport:
     """Export every default format of a copy of the trained run once and write its reports."""
     from fracture_edge.export.gates import VerdictRules
-    from fracture_edge.export.pipeline import ExportOptions, run_export
+    from fracture_edge.export.options import ExportOptions
+    from fracture_edge.export.pipeline import run_export
     from fracture_edge.export.report import write_reports
 
     run = copy_run(trained.run, root / "run")

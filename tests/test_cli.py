@@ -58,3 +58,13 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_export_defaults_are_the_export_options_defaults():
+    from pathlib import Path
+
+    from fracture_edge.export.cli import options_from_args
+    from fracture_edge.export.options import ExportOptions
+
+    opts = options_from_args(build_parser().parse_args(["export", "runs/x", "--threads", "3"]))
+    assert opts == ExportOptions(run_dir=Path("runs/x"), num_threads=3)

@@ -194,7 +194,7 @@ def test_failed_formats_keep_their_rows_and_exit_non_zero(tiny_run, tmp_path, mo
     from fracture_edge.edge_runtime.cli import main
     from fracture_edge.export import exporters
 
-    def broken(ctx, path):
+    def broken(store, path, float_ops=()):
         raise RuntimeError("converter exploded")
 
     monkeypatch.setitem(exporters.EXPORTERS, "onnx-fp32", broken)

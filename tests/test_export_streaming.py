@@ -71,9 +71,9 @@ def patched(tmp_path, monkeypatch):
         return run_batch
 
     def converter(name):
-        def export(ctx, path):
+        def export(store, path, float_ops=()):
             if name.endswith("int8"):
-                ctx.calibration()
+                store.calibration
             shutil.copy(FIXTURES / SOURCES[name], path)
             return {}
         return export
@@ -93,7 +93,8 @@ def patched(tmp_path, monkeypatch):
 
 
 def test_verification_images_are_decoded_once_and_streamed_to_every_format(patched):
-    from fracture_edge.export.pipeline import ExportOptions, run_export
+    from fracture_edge.export.options import ExportOptions
+    from fracture_edge.export.pipeline import run_export
     from fracture_edge.export.report import write_reports
 
     run, calls = patched
@@ -116,7 +117,8 @@ def test_verification_images_are_decoded_once_and_streamed_to_every_format(patch
 
 
 def test_report_records_time_and_memory_per_stage_and_format(patched):
-    from fracture_edge.export.pipeline import ExportOptions, run_export
+    from fracture_edge.export.options import ExportOptions
+    from fracture_edge.export.pipeline import run_export
     from fracture_edge.export.report import write_reports
 
     run, _ = patched

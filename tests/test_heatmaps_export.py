@@ -91,20 +91,21 @@ def old_path_artifacts(run: Path, data: Path, out: Path, opts) -> dict[str, Path
     from fracture_edge.edge_runtime.bundle import input_contract, load_bundle
     from fracture_edge.edge_runtime.formats import FORMATS
     from fracture_edge.export.calibration import calibration_set
-    from fracture_edge.export.exporters import EXPORTERS, ExportContext
+    from fracture_edge.export.exporters import EXPORTERS
+    from fracture_edge.export.intermediates import ExportSettings, IntermediateStore
     from fracture_edge.export.pipeline import load_keras_model
 
     contract = input_contract(load_bundle(run))
     model = load_keras_model(run, SIZE)
-    ctx = ExportContext(model, contract, lambda: calibration_set(data, contract, opts.calib_images, opts.calib_seed),
-                        extra_outputs=())
+    store = IntermediateStore(ExportSettings(
+        model, contract, lambda: calibration_set(data, contract, opts.calib_images, opts.calib_seed), extra_outputs=()))
     paths = {}
     try:
         for name in OLD_PATH_FORMATS:
             paths[name] = out / FORMATS[name].filename
-            EXPORTERS[name](ctx, paths[name])
+            EXPORTERS[name](store, paths[name])
     finally:
-        ctx.close()
+        store.close()
     return paths
 
 
