@@ -30,7 +30,8 @@ from ..edge_runtime.formats import FORMATS
 from ..edge_runtime.progress import progress
 from ..edge_runtime.environment import describe_environment, peak_rss_mb, usable_cores
 from . import gating, plots, report as report_mod
-from .images import ImageSet, load_images, save_pixels
+from ..edge_runtime.image_set import ImageSet
+from .images import SplitFacts, load_images, save_pixels
 from .macs import count_model_macs
 from .options import BenchOptions
 from .results import REFERENCE_ORDER, accuracy_rows, skipped_row, speed_row
@@ -61,10 +62,10 @@ def _bench(options: BenchOptions, command: str, started: float) -> dict:
     run_dir = Path(options.run).resolve()
     bundle = load_bundle(run_dir)
     thresholds = {k: float(bundle["thresholds"][k]) for k in THRESHOLD_NAMES}
-    images, pixels = load_images(options.data, options.split, input_contract(bundle), options.sample)
+    images, facts = load_images(options.data, options.split, input_contract(bundle), options.sample)
     jobs, skipped = plan_jobs(options, run_dir)
     macs, macs_method = count_model_macs(run_dir)
-    finished = measure(jobs, options, run_dir, pixels)
+    finished = measure(jobs, options, run_dir, images.pixels)
     rows = [speed_row(j, r, macs) for j, r in finished] + [skipped_row(s) for s in skipped]
     rows.sort(key=lambda r: (ORDER[r.format], r.label, r.threads or 0, r.batch or 0))
     accuracy = [a.to_dict() for a in accuracy_rows(finished, skipped, images.labels, thresholds, options.seed)]
@@ -75,7 +76,7 @@ def _bench(options: BenchOptions, command: str, started: float) -> dict:
     report = {
         "schema": report_mod.SCHEMA,
         "environment": {**describe_environment(), "load_average": {"start": load_before, "end": _load_average()}},
-        "run": _run_record(options, run_dir, bundle, images, thresholds, command),
+        "run": _run_record(options, run_dir, bundle, images, facts, thresholds, command),
         "model": {"macs": macs, "macs_method": macs_method},
         "reference": reference["label"] if reference else None,
         "rows": [r.to_dict() for r in rows],
@@ -211,15 +212,15 @@ def _named_in(exc: OSError, stage: Path, out: Path) -> OSError:
     return OSError(exc.errno, exc.strerror or str(exc), os.fspath(out) + named[len(prefix):])
 
 
-def _run_record(options: BenchOptions, run_dir: Path, bundle: dict, images: ImageSet, thresholds: dict,
-                command: str) -> dict:
+def _run_record(options: BenchOptions, run_dir: Path, bundle: dict, images: ImageSet, facts: SplitFacts,
+                thresholds: dict, command: str) -> dict:
     return {
         "run_dir": str(run_dir), "data": str(options.data), "split": options.split, "command": command,
         "options": options.to_dict(), "formats": list(options.formats), "quick": options.quick,
         "sample": options.sample, "input_size": int(bundle["input"]["size"]), "thresholds": thresholds,
-        "n_listed": images.n_listed, "n_images": len(images.paths), "n_failed": len(images.failures),
+        "n_listed": facts.n_listed, "n_images": len(images.paths), "n_failed": len(images.failures),
         "failed_images": [{"path": p, "reason": r} for p, r in images.failures],
-        "preprocess_ms": images.preprocess_ms, "labels": images.labels.tolist(),
+        "preprocess_ms": facts.preprocess_ms, "labels": images.labels.tolist(),
         "images": [_relative(p, options.data) for p in images.paths],
     }
 

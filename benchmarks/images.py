@@ -11,19 +11,18 @@ import numpy as np
 from ..edge_runtime import dataset
 from ..edge_runtime.preprocessing import InputContract, load_model_input
 from ..edge_runtime.errors import FractureEdgeError
+from ..edge_runtime.image_set import ImageSet
 from ..edge_runtime.progress import progress
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ImageSet:
-    paths: list[str]                  # images that decoded, in order
-    labels: np.ndarray                # int 0/1 (1 = fractured), aligned with paths
-    failures: list[tuple[str, str]]   # (path, reason) of files that were skipped
-    preprocess_ms: float              # mean decode + resize time per image, ms
+class SplitFacts:
+    """How the bench's images were read: what the run record reports beside the ImageSet."""
     split: str
     n_listed: int                     # images listed in the split before sampling
+    preprocess_ms: float              # mean decode + resize time per image, ms
 
 
 def stratified_sample(samples: list, size: int) -> list:
@@ -42,7 +41,7 @@ def stratified_sample(samples: list, size: int) -> list:
     return sorted(chosen, key=lambda s: str(s.path))
 
 
-def load_images(data: str, split: str, contract: InputContract, sample: int = 0) -> tuple[ImageSet, np.ndarray]:
+def load_images(data: str, split: str, contract: InputContract, sample: int = 0) -> tuple[ImageSet, SplitFacts]:
     """Read the split, optionally sample it, decode + resize every image; bad files are skipped and listed."""
     samples = dataset.read_dataset(data)
     if split != "all":
@@ -66,9 +65,9 @@ def load_images(data: str, split: str, contract: InputContract, sample: int = 0)
     elapsed_ms = (time.perf_counter() - t0) * 1000.0
     for path, reason in failures:
         log.warning("skipped %s", reason if path in reason else f"{path}: {reason}")
-    images = ImageSet(paths, np.asarray(labels, dtype=np.int64), failures,
-                      elapsed_ms / max(len(samples), 1), split, listed)
-    return images, pixels[:len(paths)]
+    images = ImageSet(pixels[:len(paths)], np.asarray(labels, dtype=np.int64), tuple(paths), tuple(failures),
+                      f"{data} [{split}]")
+    return images, SplitFacts(split, listed, elapsed_ms / max(len(samples), 1))
 
 
 def save_pixels(pixels: np.ndarray, folder: Path) -> Path:

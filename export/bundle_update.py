@@ -7,7 +7,7 @@ import platform
 
 from ..edge_runtime import __version__
 from ..edge_runtime.bundle import save_bundle
-from .calibration import ImageSet
+from ..edge_runtime.image_set import ImageSet
 
 
 def gate_summary(gate: dict | None) -> dict | None:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..edge_runtime.dataset import LABELS, DatasetError, Sample, read_dataset
+from ..edge_runtime.image_set import ImageSet
 from ..edge_runtime.preprocessing import InputContract, load_batch
 from ..edge_runtime.progress import progress
 
@@ -16,20 +16,6 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_SPLITS = ("train", "all")   # never calibrate on val/test images
 DECODE_CHUNK = 64                       # images decoded per step of the progress bar
-
-
-@dataclass(frozen=True)
-class ImageSet:
-    """Preprocessed images (uint8 raw pixels, exactly as the runtime feeds them) with labels."""
-
-    pixels: np.ndarray                      # (N, S, S, 3) uint8
-    labels: np.ndarray                      # (N,) int64, 1 = fractured
-    paths: tuple[str, ...]
-    failures: tuple[tuple[str, str], ...]   # (path, reason) of files that could not be read
-    source: str
-
-    def __len__(self) -> int:
-        return int(self.labels.size)
 
 
 def stratified_sample(samples: list[Sample], n: int, seed: int) -> list[Sample]:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from ..edge_runtime import atomic
 from ..edge_runtime.formats import EXPORT_FORMATS, FORMATS
-from .calibration import ImageSet
+from ..edge_runtime.image_set import ImageSet
 from .int8_census import dynamic_range_census, int8_census
 from .intermediates import IntermediateStore
 

@@ -18,7 +18,7 @@ from typing import Callable
 from ..edge_runtime import atomic
 from ..edge_runtime.formats import FORMATS, MIXED_SUFFIX
 from ..edge_runtime.preprocessing import InputContract
-from .calibration import ImageSet
+from ..edge_runtime.image_set import ImageSet
 from .dynamic_range import FloatBudget
 from .extra_outputs import EXTRA_OUTPUTS, with_extra_outputs
 from .onnx_export import OPSET

@@ -24,8 +24,9 @@ from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.shifts import apply_shift
 from ..edge_runtime.site_model import BUNDLE_KEY as SITE_KEY, SITE_FILE
 from ..edge_runtime.formats import DEPLOY_PREFERENCE, FORMATS, MIXED_SUFFIX
-from .calibration import (ImageSet, calibration_set, resolve_data_dir, selection_samples, selection_set,
-                          tuning_set, verification_set)
+from ..edge_runtime.image_set import ImageSet
+from .calibration import (calibration_set, resolve_data_dir, selection_samples, selection_set, tuning_set,
+                          verification_set)
 from .compat import check_artifact
 from .exporters import EXPORTERS
 from .intermediates import ExportSettings, IntermediateStore

@@ -15,7 +15,7 @@ from ..edge_runtime.batching import RUNTIME_CHUNK, chunks
 from ..edge_runtime.classifier import Classifier
 from ..edge_runtime.confidence import artifact_uncertainty
 from ..edge_runtime.progress import progress
-from .calibration import ImageSet
+from ..edge_runtime.image_set import ImageSet
 from .footprint import release_memory
 from .gates import GateResult, VerdictRules, check_gates
 
