@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS
+from .options import default_option
 
 
 def register(subparsers) -> None:
@@ -18,18 +19,21 @@ def register(subparsers) -> None:
                     "bench.json, bench.md and plots to --out.")
     parser.add_argument("run", help="run folder with bundle.json and the exported artifacts")
     parser.add_argument("--data", required=True, help="dataset folder (split/class/image) or split CSV")
-    parser.add_argument("--split", default="test", help="split to evaluate on (default: test; 'all' = every image)")
+    parser.add_argument("--split", default=default_option("split"),
+                        help="split to evaluate on (default: %(default)s; 'all' = every image)")
     parser.add_argument("--formats", default="all",
                         help=f"comma-separated formats, or 'all' (default: keras,{','.join(DEFAULT_EXPORT_FORMATS)}, what a plain "
                              "export makes; the opt-in *-int8-mixed rows only when named)")
     parser.add_argument("--threads", default=None, help="thread counts to measure, e.g. 1,2 (default: usable cores)")
-    parser.add_argument("--batch", default="1", help="batch sizes to measure, e.g. 1,8 (default: 1)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (default: 10)")
-    parser.add_argument("--runs", type=int, default=50, help="timed calls per row (default: 50)")
-    parser.add_argument("--sample", type=int, default=0,
+    parser.add_argument("--batch", default=",".join(map(str, default_option("batches"))),
+                        help="batch sizes to measure, e.g. 1,8 (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=default_option("warmup"),
+                        help="untimed calls before timing (default: %(default)s)")
+    parser.add_argument("--runs", type=int, default=default_option("runs"), help="timed calls per row (default: %(default)s)")
+    parser.add_argument("--sample", type=int, default=default_option("sample"),
                         help="evaluate on a stratified sample of this many images (default: 0 = all)")
-    parser.add_argument("--budget", type=float, default=60.0,
-                        help="seconds of timing per row before stopping early, >= 5 runs kept (default: 60)")
+    parser.add_argument("--budget", type=float, default=default_option("budget_s"),
+                        help="seconds of timing per row before stopping early, >= 5 runs kept (default: %(default)g)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2 warm-up, 10 runs, 24 sampled images, 5 s budget per row")
     parser.add_argument("--out", default=None, help="output folder (default: RUN/bench/)")
@@ -46,7 +50,8 @@ def register(subparsers) -> None:
                         help="also score each row's accuracy under acquisition shifts (all, or a comma list such as "
                              "invert,jpeg-30), in the same worker: AUC with its 95 %% CI per shift, the worst and "
                              "the mean; one more pass over the images per shift, so slow (off by default)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random shifts and of the bootstrap CIs")
+    parser.add_argument("--seed", type=int, default=default_option("seed"),
+                        help="seed of the random shifts and of the bootstrap CIs")
     parser.add_argument("--gate", action="store_true",
                         help="exit 3 when the fidelity verdict rejects a compressed row (without the noise floor, which export measures)")
     parser.set_defaults(handler=handle_bench)

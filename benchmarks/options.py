@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS, FORMATS
 from ..edge_runtime.shifts import shift_names
@@ -108,3 +108,8 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
     if not values:
         raise ValueError(f"{what} must list at least one value, got {text!r}")
     return values
+
+
+def default_option(name: str):
+    """The default of one BenchOptions field (what the bench CLI flag defaults to)."""
+    return next(f.default for f in fields(BenchOptions) if f.name == name)
