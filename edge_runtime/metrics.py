@@ -8,6 +8,12 @@ from .bundle_schema import THRESHOLD_NAMES
 SCREENING_SENSITIVITY = 0.95
 
 
+def probability_logits(probabilities, eps: float = 1e-7) -> np.ndarray:
+    """float64 logits of probabilities, clipped to [eps, 1 - eps] so a saturated output stays finite."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
 def _as_arrays(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true).astype(np.int64).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()

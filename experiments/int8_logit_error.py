@@ -16,17 +16,13 @@ import logging
 import numpy as np
 
 from ..edge_runtime.classifier import open_classifier
+from ..edge_runtime.metrics import probability_logits
 from ..export.calibration import load_images, random_training_samples
 
 log = logging.getLogger(__name__)
 
 BANDS = ((-np.inf, -2.0), (-2.0, 0.0), (0.0, 2.0), (2.0, np.inf))
 BATCH = 16
-
-
-def logits(probabilities: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(probabilities, np.float64), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
 
 
 def affine_cv_rmse(artifact: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
@@ -59,8 +55,8 @@ def main(argv=None) -> int:
     ref, art = [], []
     for start in range(0, len(images.labels), BATCH):
         pixels = images.pixels[start:start + BATCH]
-        ref.append(logits(reference.predict_pixels(pixels)))
-        art.append(logits(artifact.predict_pixels(pixels)))
+        ref.append(probability_logits(reference.predict_pixels(pixels)))
+        art.append(probability_logits(artifact.predict_pixels(pixels)))
     ref, art = np.concatenate(ref), np.concatenate(art)
     diff = art - ref
     log.info("%s vs tflite-fp32 on %d %s images (seed %d): logit difference mean %+.4f (SE %.4f), SD %.4f",

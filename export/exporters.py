@@ -77,6 +77,7 @@ def tflite_logits(model: bytes, pixels, num_threads: int | None = None):
 
     from ..edge_runtime.backends import TfliteBackend
     from ..edge_runtime.batching import RUNTIME_CHUNK, chunks
+    from ..edge_runtime.metrics import probability_logits
 
     with tempfile.TemporaryDirectory(prefix="fe-dynamic-") as folder:
         path = Path(folder) / "candidate.tflite"
@@ -84,8 +85,7 @@ def tflite_logits(model: bytes, pixels, num_threads: int | None = None):
         backend = TfliteBackend(path, num_threads)
         probs = np.concatenate([backend.run(pixels[s]).ravel() for s in chunks(len(pixels), RUNTIME_CHUNK)])
         del backend
-    probs = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
-    return np.log(probs / (1 - probs))
+    return probability_logits(probs)
 
 
 def export_onnx_fp32(store: IntermediateStore, path: Path, float_ops: tuple[str, ...] = ()) -> dict:

@@ -63,3 +63,13 @@ def test_choose_thresholds_needs_both_classes():
 
 def test_agreement():
     assert metrics.agreement([0.1, 0.6, 0.7], [0.2, 0.4, 0.9], 0.5) == pytest.approx(2 / 3)
+
+
+def test_probability_logits_are_finite_and_symmetric():
+    from fracture_edge.edge_runtime.metrics import probability_logits
+
+    logits = probability_logits([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert np.all(np.isfinite(logits))
+    assert logits[2] == 0.0
+    assert logits[1] == pytest.approx(-logits[3]) and logits[3] == pytest.approx(np.log(3.0))
+    assert logits[0] == pytest.approx(-logits[4]) and logits[4] > 15
