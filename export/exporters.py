@@ -64,7 +64,7 @@ def export_dynamic_range(store: IntermediateStore, path: Path, float_ops: tuple[
     dynamic = convert_tflite(store.tflite_source, "int8-dynamic")
     restorer = FloatRestorer(dynamic, store.tflite_fp32_bytes)
     pixels = store.selection.pixels[:budget.images]
-    with store._stage(f"dynamic int8: choose float layers ({len(pixels)} held-out training images)"):
+    with store.stage(f"dynamic int8: choose float layers ({len(pixels)} held-out training images)"):
         choice = choose_float(restorer, lambda model: tflite_logits(model, pixels), budget, len(pixels), progress)
     atomic.write_bytes(path, restorer.build(choice.kept))
     return {"quantization": tflite_quantization(path),

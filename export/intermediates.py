@@ -57,7 +57,7 @@ class IntermediateStore:
         self._temp_dirs: list[Path] = []
 
     @contextlib.contextmanager
-    def _stage(self, name: str):
+    def stage(self, name: str):
         """A measured step; its garbage is released when it ends (see footprint.release_memory)."""
         from .footprint import release_memory
 
@@ -70,7 +70,7 @@ class IntermediateStore:
     @cached_property
     def calibration(self) -> ImageSet:
         """Calibration images (only int8 formats need them)."""
-        with self._stage("decode calibration images"):
+        with self.stage("decode calibration images"):
             return self.settings.load_calibration()
 
     @cached_property
@@ -79,7 +79,7 @@ class IntermediateStore:
         if self.settings.load_selection is None:
             raise ValueError("no selection images configured")
         calibration_paths = self.calibration.paths
-        with self._stage("decode selection images"):
+        with self.stage("decode selection images"):
             return self.settings.load_selection(calibration_paths)
 
     @cached_property
@@ -88,7 +88,7 @@ class IntermediateStore:
         from ..train.keras_reference import keras_probs
 
         pixels = self.selection.pixels
-        with self._stage(f"keras reference on selection images ({len(pixels)})"):
+        with self.stage(f"keras reference on selection images ({len(pixels)})"):
             return keras_probs(self.settings.model, pixels, "keras reference (selection)")
 
     @cached_property
@@ -97,7 +97,7 @@ class IntermediateStore:
         from .int8_calibrate import calibrated_model
 
         source, pixels = self.int8_tflite_source, self.calibration.pixels
-        with self._stage(f"tflite int8 calibration ranges ({len(pixels)} images)"):
+        with self.stage(f"tflite int8 calibration ranges ({len(pixels)} images)"):
             return calibrated_model(source, pixels)
 
     @cached_property
@@ -111,7 +111,7 @@ class IntermediateStore:
         tflite-int8-dynamic (dynamic_range.py) are both this."""
         from .tflite_export import convert_tflite
 
-        with self._stage("TFLite float32 conversion"):
+        with self.stage("TFLite float32 conversion"):
             return convert_tflite(self.tflite_source, "fp32")
 
     @cached_property
@@ -121,7 +121,7 @@ class IntermediateStore:
         if not settings.equalize and settings.qat is None and not settings.fold_normalization:
             return settings.model, {"equalized": False, "method": PTQ_METHOD}
         _ = self.calibration   # decoded in its own stage, not inside the next one
-        with self._stage("int8 model (equalize, fold the normalization)"):
+        with self.stage("int8 model (equalize, fold the normalization)"):
             return self._prepare_int8_model()
 
     @property
@@ -191,7 +191,7 @@ class IntermediateStore:
     def _saved_model(self, name: str, model) -> str:
         from .tflite_export import export_saved_model
 
-        with self._stage(f"SavedModel ({name})"):
+        with self.stage(f"SavedModel ({name})"):
             return export_saved_model(with_extra_outputs(model, self.settings.extra_outputs),
                                       self._temp_dir("fe-savedmodel-") / "model")
 
@@ -230,7 +230,7 @@ class IntermediateStore:
     def _convert_onnx(self, model, what: str = "") -> bytes:
         from .onnx_export import convert_onnx
 
-        with self._stage(f"ONNX conversion{what} (tf2onnx)"):
+        with self.stage(f"ONNX conversion{what} (tf2onnx)"):
             return convert_onnx(model, self.settings.contract.size, self.settings.onnx_opset)
 
     @cached_property
@@ -240,7 +240,7 @@ class IntermediateStore:
 
         work = self._temp_dir("fe-onnxq-")
         source = self.onnx_int8_source_bytes
-        with self._stage("ONNX pre-processing for quantization"):
+        with self.stage("ONNX pre-processing for quantization"):
             (work / "fp32.onnx").write_bytes(source)
             prepare_for_quantization(work / "fp32.onnx", work / "prepared.onnx")
         return work
@@ -257,7 +257,7 @@ class IntermediateStore:
 
         prepared, cache = self.onnx_int8_prepared
         pixels = self.calibration.pixels
-        with self._stage(f"onnx int8 quantization ({'cached ranges' if cache.is_file() else f'{len(pixels)} images'})"):
+        with self.stage(f"onnx int8 quantization ({'cached ranges' if cache.is_file() else f'{len(pixels)} images'})"):
             settings = quantize_onnx(prepared, out_path, pixels, self.settings.onnx_reduce_range, exclude, cache)
         if self.settings.extra_outputs:
             from .onnx_graft import graft_extra_outputs
