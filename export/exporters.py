@@ -55,7 +55,9 @@ def export_tflite_int8(store: IntermediateStore, path: Path, float_ops: tuple[st
 
 def export_dynamic_range(store: IntermediateStore, path: Path, float_ops: tuple[str, ...] = ()) -> dict:
     """Dynamic-range int8 with the layers its rounding hurts most kept float32, chosen on held-out training
-    images within a fixed budget (see dynamic_range.py)."""
+    images within a fixed budget (see dynamic_range.py), then the int8 weights' bias corrected where that
+    lowers the logit error on those images (bias_correction.py)."""
+    from .bias_correction import correct_biases
     from .dynamic_range import FloatRestorer, choose_float
     from .tflite_export import convert_tflite, tflite_quantization
     from ..edge_runtime.progress import progress
@@ -66,8 +68,12 @@ def export_dynamic_range(store: IntermediateStore, path: Path, float_ops: tuple[
     pixels = store.selection.pixels[:budget.images]
     with store.stage(f"dynamic int8: choose float layers ({len(pixels)} held-out training images)"):
         choice = choose_float(restorer, lambda model: tflite_logits(model, pixels), budget, len(pixels), progress)
-    atomic.write_bytes(path, restorer.build(choice.kept))
-    return {"quantization": tflite_quantization(path),
+    calibration = store.calibration.pixels
+    with store.stage(f"dynamic int8: bias correction (input means on {len(calibration)} calibration images)"):
+        model, correction = correct_biases(restorer.build(choice.kept), store.tflite_fp32_bytes, calibration,
+                                           lambda model: tflite_logits(model, pixels), len(pixels), progress)
+    atomic.write_bytes(path, model)
+    return {"quantization": tflite_quantization(path), "bias_correction": correction.to_dict(),
             "int8_weights": {**dynamic_range_census(path), **choice.to_dict()}}
 
 

@@ -159,6 +159,8 @@ def detail_lines(row) -> list[str]:
     weights = row.facts.get("int8_weights")
     if weights:
         out.append(f"  - {dynamic_line(weights)}")
+    if row.facts.get("bias_correction"):
+        out.append(f"  - {bias_correction_line(row.facts['bias_correction'])}")
     quant = row.facts.get("quantization")
     if isinstance(quant, dict) and "input" in quant:
         q_in, q_out = quant["input"], quant["output"]
@@ -204,6 +206,16 @@ def dynamic_line(census: dict) -> str:
                  f"their own int8 error: logit RMSE {census['logit_rmse']:.3f} vs all int8 "
                  f"{census['logit_rmse_all_int8']:.3f}")
     return line
+
+
+def bias_correction_line(facts: dict) -> str:
+    """'bias correction of the int8 weights: kept (logit RMSE 0.066, uncorrected 0.086, on ...)'."""
+    shifts = facts.get("largest_shift_per_layer") or {}
+    largest = max(shifts.items(), key=lambda kv: kv[1], default=None)
+    where = f"; largest channel shift {largest[1]:.4f} ({short_layer_name(largest[0])})" if largest else ""
+    return (f"bias correction of the int8 weights: {'kept' if facts['kept'] else 'not kept'} (logit RMSE "
+            f"{facts['logit_rmse_corrected']:.4f} corrected vs {facts['logit_rmse_uncorrected']:.4f} uncorrected "
+            f"on {facts['rmse_on']}; input means on {facts['input_means_on']}{where})")
 
 
 def short_layer_name(tensor_name: str) -> str:
