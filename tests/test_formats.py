@@ -1,4 +1,5 @@
-"""Every row of the format table is consistent with the code that reads it: exporter, runtime, verdict, bench."""
+"""Every row of the format table is consistent with the code that reads it: exporter, embedder, metadata reader,
+runtime, verdict, bench, census, and the documented orders."""
 from __future__ import annotations
 
 import re
@@ -28,15 +29,19 @@ def test_edge_rows_have_an_exporter_and_a_runtime(fmt):
     from fracture_edge.benchmarks.macs import MAC_COUNTERS
     from fracture_edge.benchmarks.predictors import BACKEND_SETTINGS
     from fracture_edge.edge_runtime.backends import BACKENDS, RUNTIME_IMPORTS
+    from fracture_edge.edge_runtime.embedded import METADATA_READERS
+    from fracture_edge.export.embed import EMBEDDERS
     from fracture_edge.export.exporters import EXPORTER_KINDS, EXPORTERS
+    from fracture_edge.export.int8_census import FLOAT_OP_READERS
 
     assert fmt.edge == (fmt.name in EXPORT_FORMATS) == (fmt.name in EXPORTERS)
     if not fmt.edge:     # keras: the training reference, opened by Keras itself
         assert fmt.backend not in BACKENDS and fmt.default
         return
     assert EXPORTERS[fmt.name] is EXPORTER_KINDS[fmt.backend, fmt.quantization]
-    for table in (BACKENDS, RUNTIME_IMPORTS, MAC_COUNTERS, BACKEND_SETTINGS):
+    for table in (BACKENDS, RUNTIME_IMPORTS, MAC_COUNTERS, BACKEND_SETTINGS, EMBEDDERS, METADATA_READERS):
         assert fmt.backend in table
+    assert fmt.precision != "int8" or fmt.backend in FLOAT_OP_READERS   # the int8 census
 
 
 @pytest.mark.parametrize("fmt", ROWS, ids=lambda fmt: fmt.name)
