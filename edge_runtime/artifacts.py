@@ -13,15 +13,10 @@ from .backends import TFLITE_RUNTIMES
 from .bundle import BUNDLE_FILENAME, BundleError, file_sha256, load_bundle, validate_bundle
 from .embedded import read_embedded_bundle
 from .errors import FractureEdgeError
-from .formats import DEPLOY_PREFERENCE, FORMATS, Format, format_for_file, get_format
+from .formats import FORMAT_PREFERENCE, FORMATS, Format, format_for_file, get_format
 from .paths import lexists, path_mode
 
 log = logging.getLogger(__name__)
-
-# Default artifact when a run folder is given without --format: the deploy order (compressed first, as
-# verified), then ONNX, then the opt-in mixed rows.
-FORMAT_PREFERENCE = (*DEPLOY_PREFERENCE, "onnx-int8", "onnx-fp32", "tflite-int8-mixed", "onnx-int8-mixed")
-
 
 # The integrity rule (docs/reliability.md, "Integrity"): 'require' is what predict, info and bench apply; the flag
 # --allow-unverified selects 'allow-unverified'; 'trust-embedded' is the library default (see verify_resolved).

@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 from .bundle import BundleError, parse_bundle_text
+from .formats import format_for_file
 
 METADATA_KEY = "fracture_edge.bundle"
 
@@ -24,23 +25,31 @@ _METADATA_NAME, _METADATA_BUFFER = 0, 1
 def read_embedded_bundle(path: str | os.PathLike) -> dict | None:
     """The bundle embedded in `path`, or None when there is none; BundleError when it is unreadable."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".tflite", ".onnx"):
+    backend = _backend(path)
+    if backend not in METADATA_READERS:   # keras, or not a model file: nothing embedded
         return None
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or device would block or never end
             raise BundleError(f"{path}: not a regular file (a folder, device or pipe), so not a model")
-        raw = _tflite_file_metadata(path, METADATA_KEY) if suffix == ".tflite" else _onnx_metadata(path, METADATA_KEY)
+        raw = METADATA_READERS[backend](path, METADATA_KEY)
     except OSError as exc:
         raise BundleError(f"{path}: cannot read model ({exc.strerror or exc})") from None
     except (struct.error, IndexError, ValueError, RuntimeError, RecursionError) as exc:
-        raise BundleError(f"{path}: not a readable {suffix[1:]} model, corrupt or truncated ({exc})") from None
+        raise BundleError(f"{path}: not a readable {backend} model, corrupt or truncated ({exc})") from None
     if raw is None:
         return None
     try:
         return parse_bundle_text(raw)
     except ValueError as exc:
         raise BundleError(f"{path}: embedded bundle is not valid JSON ({exc})") from None
+
+
+def _backend(path: Path) -> str | None:
+    """The backend of an artifact file by the format table (its file suffix), or None for a non-model file."""
+    try:
+        return format_for_file(str(path)).backend
+    except ValueError:
+        return None
 
 
 def _tflite_file_metadata(path: Path, name: str) -> bytes | None:
@@ -137,3 +146,8 @@ def _onnx_metadata(path: Path, name: str) -> str | None:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+# backend -> the reader of the bundle embedded in an artifact (export/embed.py's EMBEDDERS writes it); every
+# edge backend of the format table has one (tests/test_formats.py)
+METADATA_READERS = {"tflite": _tflite_file_metadata, "onnx": _onnx_metadata}

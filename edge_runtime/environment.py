@@ -10,6 +10,7 @@ process's 389.6 MB.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import os
 import platform
 import resource
@@ -71,6 +72,21 @@ def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def module_versions(modules: tuple[str, ...]) -> dict:
+    """The version record a stage writes into bundle.json: fracture_edge's version, then each module's
+    __version__ in the order given (None when it is not installed), then Python's. Train's `versions` and
+    export's `environment` are this record; bench's fuller one is describe_environment."""
+    from . import __version__
+
+    record: dict = {"fracture_edge": __version__}
+    for name in modules:
+        try:
+            record[name] = getattr(importlib.import_module(name), "__version__", None)
+        except ImportError:
+            record[name] = None
+    return {**record, "python": platform.python_version()}
 
 
 def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:

@@ -17,6 +17,8 @@ class Format:
     exact: bool = False        # judged by exactness against Keras (fp32); else compressed: the non-inferiority verdict
     quantization: str = ""     # how export makes it from the float model: fp32 | fp16 | int8-dynamic | int8 (calibrated)
     default: bool = True   # exported by a plain `fracture-edge export RUN` (opt-in rows only with --formats)
+    preference: int = 0    # edge rows: the order a run folder's artifact is picked in without --format (1 first)
+    deployable: bool = False   # export's `deploy:` choice and the Android app take the first passed of these rows
 
     @property
     def edge(self) -> bool:
@@ -34,33 +36,38 @@ FORMATS: dict[str, Format] = {
     for f in (
         Format("keras", "model.keras", "keras", "fp32", "Keras 3 model (training framework; reference)", exact=True),
         Format("tflite-fp32", "model_fp32.tflite", "tflite", "fp32", "TFLite, float32", exact=True,
-               quantization="fp32"),
+               quantization="fp32", preference=4, deployable=True),
         Format("tflite-fp16", "model_fp16.tflite", "tflite", "fp16", "TFLite, float16 weights, float32 compute",
-               quantization="fp16"),
+               quantization="fp16", preference=3, deployable=True),
         Format("tflite-int8-dynamic", "model_int8_dynamic.tflite", "tflite", "int8",
                "TFLite, dynamic-range int8: int8 weights, float32 activations quantized per image at run time",
-               quantization="int8-dynamic"),
+               quantization="int8-dynamic", preference=2, deployable=True),
         Format("tflite-int8", "model_int8.tflite", "tflite", "int8", "TFLite, full-integer PTQ, uint8 pixel input",
-               quantization="int8"),
+               quantization="int8", preference=1, deployable=True),
         Format("onnx-fp32", "model_fp32.onnx", "onnx", "fp32", "ONNX (tf2onnx), float32", exact=True,
-               quantization="fp32"),
+               quantization="fp32", preference=6),
         Format("onnx-int8", "model_int8.onnx", "onnx", "int8", "ONNX, static QDQ int8 (per-channel weights)",
-               quantization="int8"),
+               quantization="int8", preference=5),
         Format("tflite-int8-mixed", "model_int8_mixed.tflite", "tflite", "int8",
                "TFLite int8 with the first layers kept in float (opt-in float-prefix search)", quantization="int8",
-               default=False),
+               default=False, preference=7),
         Format("onnx-int8-mixed", "model_int8_mixed.onnx", "onnx", "int8",
                "ONNX int8 with the first nodes kept in float (opt-in float-prefix search)", quantization="int8",
-               default=False),
+               default=False, preference=8),
     )
 }
 
 EXPORT_FORMATS: tuple[str, ...] = tuple(name for name, fmt in FORMATS.items() if fmt.edge)
 DEFAULT_EXPORT_FORMATS: tuple[str, ...] = tuple(name for name in EXPORT_FORMATS if FORMATS[name].default)
 MIXED_SUFFIX = "-mixed"   # a mixed row is its base int8 format with some ops in float: tflite-int8-mixed
-# What to deploy: the first of these that passed the fidelity verdict (docs/fidelity-verdict.md); the Android
-# demo reads the same order. Full integer is smallest and fastest; dynamic range keeps float activations.
-DEPLOY_PREFERENCE: tuple[str, ...] = ("tflite-int8", "tflite-int8-dynamic", "tflite-fp16", "tflite-fp32")
+# Default artifact when a run folder is given without --format: compressed TFLite first (the deploy order, as
+# verified), then ONNX, then the opt-in mixed rows. Read from the rows' `preference`.
+FORMAT_PREFERENCE: tuple[str, ...] = tuple(sorted((name for name, fmt in FORMATS.items() if fmt.edge),
+                                                  key=lambda name: FORMATS[name].preference))
+# What to deploy: the first deployable row that passed the fidelity verdict (docs/fidelity-verdict.md, "Which
+# artifact to deploy": tflite-int8, tflite-int8-dynamic, tflite-fp16, tflite-fp32); the Android demo's
+# FractureBundle.APP_FORMATS is the same list (tests/test_formats.py). Full integer is smallest and fastest.
+DEPLOY_PREFERENCE: tuple[str, ...] = tuple(name for name in FORMAT_PREFERENCE if FORMATS[name].deployable)
 
 
 def get_format(name: str) -> Format:

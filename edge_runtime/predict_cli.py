@@ -13,8 +13,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from .artifacts import FORMAT_PREFERENCE
-from .formats import EXPORT_FORMATS
+from .formats import EXPORT_FORMATS, FORMAT_PREFERENCE
 
 ROW_FIELDS = ("path", "label", "probability", "threshold_name", "threshold", "latency_ms", "in_distribution",
               "outside_training_data", "error")

@@ -60,6 +60,26 @@ def score_folder(clf, paths: list[str], batch_size: int) -> tuple[list[str], np.
     return scored, np.concatenate(distances) if distances else np.zeros(0), failed
 
 
+def site_model_summary(record: dict) -> dict:
+    """What the report says of the site model, from its bundle.json record: the method, its size and training
+    images, and for "ppca" the residual_scale and how K was chosen (component_choice: chosen K, the rule, on
+    which images); an older "mahalanobis-pca" record has neither, and the report leaves them out."""
+    summary = {k: record.get(k) for k in ("method", "components", "images", "source")}
+    summary.update({k: record[k] for k in ("residual_scale", "component_choice") if k in record})
+    return summary
+
+
+def site_model_line(summary: dict) -> str:
+    """One line naming the site model for the text output."""
+    line = f"site model: {summary['method']}, {summary['components']} components"
+    choice = summary.get("component_choice")
+    if isinstance(choice, dict):
+        line += f" (K chosen on {choice.get('images')} images of {choice.get('on')}: {choice.get('rule')})"
+    if summary.get("residual_scale") is not None:
+        line += f", residual_scale {summary['residual_scale']:.4g}"
+    return line
+
+
 def check_site(clf, paths: list[str], batch_size: int = 16) -> dict:
     """The site report: verdict, per-image scores, skipped files (needs a classifier with a site model)."""
     from .errors import FractureEdgeError
@@ -72,7 +92,7 @@ def check_site(clf, paths: list[str], batch_size: int = 16) -> dict:
     scores = clf.site.scores_of_distances(distances)
     verdict = judge_site(scores < clf.site.flag_below)
     return {"verdict": verdict.to_dict(), "format": clf.format.name, "file": Path(clf.path).name,
-            "site_model": {k: clf.bundle["site_model"].get(k) for k in ("method", "components", "images", "source")},
+            "site_model": site_model_summary(clf.bundle["site_model"]),
             "images": [{"path": p, "in_distribution": round(float(s), 4),
                         "outside_training_data": bool(s < clf.site.flag_below)} for p, s in zip(scored, scores)],
             "skipped": [{"path": p, "reason": r} for p, r in failed],
@@ -151,5 +171,6 @@ def run_check_site(args: argparse.Namespace) -> int:
               f"({verdict['share']:.1%}, 95 % CI {verdict['ci_low']:.1%}-{verdict['ci_high']:.1%}; training-like "
               f"images: {verdict['expected']:.0%}; binomial p = {verdict['p_value']:.3g})")
         print(f"verdict: {verdict['words']}")
+        print(site_model_line(report["site_model"]))
         print(f"report: {', '.join(str(p) for p in written)}")
     return DIFFERENT_EXIT if verdict["verdict"] == "different" else 0

@@ -9,7 +9,8 @@ The design is in docs/site-check.md ("Our own check of it"), written before this
   SITE_IMAGES seeded training images WITHOUT that source; per-image AUROC (home test vs the source, every
   split), share flagged, and the share of seeded 50-image folders judged right;
 - the shipped site model on the shift suite (acquisition shifts: reports; stability probes: must be "like");
-- per format: the same folders' verdicts from that format's features, and how many differ from tflite-fp32.
+- per format: the same folders' verdicts from that format's features, and how many differ from tflite-fp32;
+- the per-image scoring cost of the model export ships ("ppca" at its chosen K, the residual term included).
 Features of every image are cached per format in --out (features_<format>.npz).
 """
 from __future__ import annotations
@@ -30,8 +31,8 @@ from ..edge_runtime.preprocessing import load_batch
 from ..edge_runtime.progress import progress
 from ..edge_runtime.shifts import STABILITY_PROBES, SHIFTS, apply_shift
 from ..edge_runtime.site_components import candidate_components, choose_components
-from ..edge_runtime.site_model import fit_site_model, fit_site_models, judge_site
-from ..export.site_fit import SITE_IMAGES
+from ..edge_runtime.site_model import PPCA_METHOD, SiteModel, fit_site_model, fit_site_models, judge_site
+from ..export.site_fit import CHOICE_IMAGES, SITE_IMAGES
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +174,36 @@ def shift_rows(clf, samples, seed: int) -> dict:
     return rows
 
 
-def scoring_cost_ms(clf, repeats: int = 2000) -> float:
-    """Median time of scoring one image's features (the site check's cost beyond the model run)."""
-    x = np.random.default_rng(0).standard_normal((1, clf.site.features)).astype(np.float32)
+def shipped_site_model(clf, samples, reference: np.ndarray, seed: int) -> tuple[SiteModel, dict]:
+    """The site model export ships ("ppca", residual included, at its chosen K): the run's own when its bundle
+    records one, else fitted as export/site_fit.py fits it, from the cached reference features (up to SITE_IMAGES
+    seeded training images; K chosen on up to CHOICE_IMAGES seeded val images)."""
+    record = clf.bundle.get("site_model") or {}
+    if record.get("method") == PPCA_METHOD:
+        return clf.site, {"method": PPCA_METHOD, "components": int(record["components"]),
+                          "residual_scale": record["residual_scale"], "model": "the run's bundle"}
+    split = np.array([s.split for s in samples])
+    ok = np.isfinite(reference).all(axis=1)
+    rng = np.random.default_rng(seed)
+    train = rng.permutation(np.flatnonzero((split == "train") & ok))[:SITE_IMAGES]
+    val = np.random.default_rng(seed).permutation(np.flatnonzero((split == "val") & ok))[:CHOICE_IMAGES]
+    choice = choose_components(reference[train], reference[val], seed)
+    if choice is None:
+        raise SystemExit(f"no candidate K fits {train.size} training images of {reference.shape[1]} features")
+    return choice.model, {"method": PPCA_METHOD, "components": choice.components,
+                          "residual_scale": choice.model.residual_scale,
+                          "model": f"refitted as export fits it ({train.size} training images, K chosen on "
+                                   f"{val.size} val images; the run's bundle has {record.get('method')})"}
+
+
+def scoring_cost_ms(site: SiteModel, repeats: int = 2000) -> float:
+    """Median time of scoring one image's features with `site` (distance, the residual term of a ppca model
+    included, and the conformal score): the site check's cost beyond the model run."""
+    x = np.random.default_rng(0).standard_normal((1, site.features)).astype(np.float32)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        clf.site.scores(x)
+        site.scores(x)
         times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000)
 
@@ -193,8 +217,9 @@ def evaluate(run: str, formats: list[str], data: str | None, out: Path, seed: in
     source = data or (reference.bundle.get("data") or {}).get("source")
     samples = read_dataset(source)
     features = {fmt: all_features(clf, samples, out / f"features_{fmt}.npz") for fmt, clf in clfs.items()}
+    shipped, scored_with = shipped_site_model(reference, samples, features[REFERENCE], seed)
     result = {"run": run, "data": str(source), "formats": formats, "site_size": SITE_SIZE, "draws": DRAWS,
-              "seed": seed, "scoring_ms_per_image": scoring_cost_ms(reference),
+              "seed": seed, "scoring_ms_per_image": scoring_cost_ms(shipped), "scoring_model": scored_with,
               "sources": source_rows(samples, features, seed),
               "sources_residual": source_rows(samples, features, seed, design="residual")}
     if shifts:
@@ -205,7 +230,8 @@ def evaluate(run: str, formats: list[str], data: str | None, out: Path, seed: in
 def markdown(result: dict) -> str:
     lines = [f"# Site check on our own sources: {result['run']}", "",
              f"Data {result['data']}; {result['draws']} seeded {result['site_size']}-image folders per set; "
-             f"scoring cost {result['scoring_ms_per_image'] * 1000:.0f} us per image beyond the model run.", "",
+             f"scoring cost {result['scoring_ms_per_image'] * 1000:.0f} us per image beyond the model run"
+             f"{_scored_with(result.get('scoring_model'))}.", "",
              "| source | format | fit on | AUROC | home test flagged | source flagged | home folders 'like' "
              "| source folders 'different' | verdicts unlike fp32 |", "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
     for name, row in [(f"{n} [{r['design']['method']}]", r) for key in ("sources", "sources_residual")
@@ -230,6 +256,12 @@ def markdown(result: dict) -> str:
                 lines.append(f"| {name} | {v['kind']} | {v['auroc']:.3f} | {v['flagged']:.1%} | "
                              f"{v['folders_different']:.1%} |")
     return "\n".join(lines) + "\n"
+
+
+def _scored_with(model: dict | None) -> str:
+    if not model:
+        return ""
+    return f" ({model['method']}, K={model['components']}, residual term included; {model['model']})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ import copy
 import datetime as dt
 import platform
 
-from ..edge_runtime import __version__
+from ..edge_runtime.environment import module_versions
 from ..edge_runtime.bundle import save_bundle
 from ..edge_runtime.image_set import ImageSet
 
@@ -33,15 +33,8 @@ def artifact_entry(row) -> dict:
 
 
 def environment() -> dict:
-    import onnxruntime
-    import tensorflow as tf
-
-    try:
-        from ai_edge_litert import __version__ as litert_version
-    except ImportError:
-        litert_version = None
-    return {"fracture_edge": __version__, "tensorflow": tf.__version__, "onnxruntime": onnxruntime.__version__,
-            "ai_edge_litert": litert_version, "python": platform.python_version(), "machine": platform.machine()}
+    """What the export ran with (bundle.json's export.environment)."""
+    return {**module_versions(("tensorflow", "onnxruntime", "ai_edge_litert")), "machine": platform.machine()}
 
 
 def record_export(opts, bundle: dict, rows: list, images: ImageSet, seconds: float) -> dict:

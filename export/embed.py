@@ -15,6 +15,7 @@ from pathlib import Path
 from fracture_edge.edge_runtime import atomic
 from fracture_edge.edge_runtime.bundle import validate_bundle
 from fracture_edge.edge_runtime.embedded import METADATA_KEY
+from fracture_edge.edge_runtime.formats import format_for_file
 
 
 def embed_bundle(path: str | os.PathLike, bundle: dict) -> None:
@@ -22,14 +23,13 @@ def embed_bundle(path: str | os.PathLike, bundle: dict) -> None:
     path = Path(path)
     validate_bundle(bundle, f"bundle for {path.name}")
     payload = json.dumps(_without_own_hash(bundle, path.name), sort_keys=False).encode("utf-8")
-    suffix = path.suffix.lower()
-    if suffix == ".tflite":
-        data = _embed_tflite(path.read_bytes(), payload)
-    elif suffix == ".onnx":
-        data = _embed_onnx(path, payload.decode("utf-8"))
-    else:
-        raise ValueError(f"{path}: cannot embed a bundle in a {suffix or 'suffix-less'} file (expected .tflite or .onnx)")
-    atomic.write_bytes(path, data)
+    try:
+        embedder = EMBEDDERS[format_for_file(str(path)).backend]
+    except (ValueError, KeyError):   # not a model file, or keras: no embedded bundle
+        suffix = path.suffix.lower()
+        raise ValueError(f"{path}: cannot embed a bundle in a {suffix or 'suffix-less'} file "
+                         "(expected .tflite or .onnx)") from None
+    atomic.write_bytes(path, embedder(path, payload))
 
 
 def _without_own_hash(bundle: dict, filename: str) -> dict:
@@ -42,13 +42,13 @@ def _without_own_hash(bundle: dict, filename: str) -> dict:
     return bundle
 
 
-def _embed_tflite(model_bytes: bytes, payload: bytes) -> bytes:
+def _embed_tflite(path: Path, payload: bytes) -> bytes:
     """Add (or replace) the metadata entry with flatbuffer_utils (TensorFlow's own schema objects)."""
     import numpy as np
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(payload, dtype=np.uint8)
     metadata = [m for m in (model.metadata or []) if _name(m.name) != METADATA_KEY]
@@ -67,12 +67,18 @@ def _name(name: bytes | str | None) -> str:
     return name.decode("utf-8") if isinstance(name, bytes) else (name or "")
 
 
-def _embed_onnx(path: Path, payload: str) -> bytes:
+def _embed_onnx(path: Path, payload: bytes) -> bytes:
+    """Add (or replace) the metadata_props entry."""
     import onnx
 
     model = onnx.load(str(path))
     props = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(props)
-    model.metadata_props.add(key=METADATA_KEY, value=payload)
+    model.metadata_props.add(key=METADATA_KEY, value=payload.decode("utf-8"))
     return model.SerializeToString()
+
+
+# backend -> how a bundle is written into its artifact (edge_runtime/embedded.py's METADATA_READERS reads it);
+# every edge backend of the format table has one (tests/test_formats.py)
+EMBEDDERS = {"tflite": _embed_tflite, "onnx": _embed_onnx}

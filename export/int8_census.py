@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from collections import Counter
 
+from ..edge_runtime.formats import format_for_file
+
 EDGE_OPS = {"QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear"}
 GLOBAL_POOLS = {"MEAN", "GlobalAveragePool", "ReduceMean"}
 
@@ -73,8 +75,13 @@ def float_op_summary(ops: list[tuple[str, bool]]) -> dict:
 
 def int8_census(path: str | os.PathLike) -> dict:
     """float_op_summary of a .tflite or .onnx int8 artifact."""
-    ops = onnx_float_ops(path) if os.fspath(path).endswith(".onnx") else tflite_float_ops(path)
+    ops = FLOAT_OP_READERS[format_for_file(os.fspath(path)).backend](path)
     return float_op_summary(ops)
+
+
+
+# backend -> the reader of an int8 artifact's op list, (op, runs in float) in graph order
+FLOAT_OP_READERS = {"tflite": tflite_float_ops, "onnx": onnx_float_ops}
 
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from export_fixture import SIZE, copy_run
+from fracture_edge.edge_runtime.formats import DEFAULT_EXPORT_FORMATS, FORMATS
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +34,35 @@ def test_every_format_has_a_row_with_its_file(exported):
         assert row.file.endswith(FORMATS[row.format].filename)
         assert (run / row.file).is_file()
         assert row.gate is not None and row.gate["n"] == 48
+
+
+@pytest.mark.parametrize("fmt", DEFAULT_EXPORT_FORMATS)
+def test_each_row_of_the_table_exports_embeds_reads_back_checks_and_predicts(exported, fmt):
+    """Over the format table: the exported file, its embedded bundle read back, the integrity rule (a passed
+    artifact is verified by bundle.json, a rejected one runs only on its embedded bundle), and a prediction
+    through the runtime users run. The opt-in mixed rows: tests/test_int8_mixed.py."""
+    from fracture_edge.edge_runtime.artifacts import resolve_model, verify_resolved
+    from fracture_edge.edge_runtime.bundle import load_bundle
+    from fracture_edge.edge_runtime.classifier import Classifier
+    from fracture_edge.edge_runtime.embedded import read_embedded_bundle
+
+    run, rows, _, _ = exported
+    row = next(r for r in rows if r.format == fmt)
+    path = run / row.file
+    assert path.is_file() and path.name == FORMATS[fmt].filename
+    embedded = read_embedded_bundle(path)
+    assert embedded["input"]["size"] == SIZE and embedded["thresholds"] == load_bundle(run)["thresholds"]
+    if row.ok:
+        resolved = resolve_model(run, fmt)
+        assert resolved.path == path and verify_resolved(resolved, "require") == "verified"
+        clf = Classifier(run, format=fmt, integrity="require")
+    else:                                   # rejected/: not in bundle.json, so unverified but for its own bundle
+        assert verify_resolved(resolve_model(path), "trust-embedded") == "unverified"
+        clf = Classifier(path, integrity="trust-embedded")
+    assert clf.format.name == fmt
+    pixels = np.random.default_rng(0).integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
+    probs = clf.predict_pixels(pixels)
+    assert probs.shape == (3,) and np.all((probs >= 0) & (probs <= 1))
 
 
 @pytest.mark.parametrize("fmt", ["tflite-fp32", "onnx-fp32"])

@@ -73,6 +73,9 @@ def test_check_site_says_like_for_held_out_synthetic_images_and_different_for_no
     report = json.loads((tmp_path / "like" / "site_check.json").read_text())
     assert len(report["images"]) == 24 and report["verdict"]["flagged"] == sum(
         item["outside_training_data"] for item in report["images"])
+    site = report["site_model"]          # what the bundle's record says of the shipped model and its K
+    assert site["method"] == PPCA_METHOD and site["residual_scale"] > 0
+    assert site["component_choice"]["chosen"] == site["components"] and site["component_choice"]["on"].endswith("[val]")
     assert (tmp_path / "like" / "site_scores.png").stat().st_size > 1000
     assert (tmp_path / "like" / "site_scores.csv").read_text().startswith("path,in_distribution")
 
@@ -81,6 +84,7 @@ def test_check_site_says_like_for_held_out_synthetic_images_and_different_for_no
     different = main(["check-site", str(tiny_export.run), "--data", str(noise), "--out", str(tmp_path / "different")])
     out, err = capsys.readouterr()
     assert different == 3 and "different from the training data" in out and "24 of 24" in out
+    assert f"site model: {PPCA_METHOD}, {site['components']} components (K chosen on 24 images" in out
     assert "broken.png" in err          # skipped and named, the rest judged
 
 

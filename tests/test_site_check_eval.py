@@ -88,3 +88,26 @@ def test_the_residual_design_chooses_k_by_the_val_home_likelihood_alone():
     moved[split == "test"] *= 5.0           # test images (home and source) must not move the choice
     again = source_rows(samples, {REFERENCE: moved}, seed=0, design="residual")
     assert {n: r["design"] for n, r in again.items()} == {n: r["design"] for n, r in rows.items()}
+
+
+def test_the_cost_row_times_the_shipped_ppca_model_at_its_chosen_k():
+    """An old run (a mahalanobis-pca bundle record) is timed on the ppca model export would ship now, K chosen on
+    the val images, the residual term included; a ppca run is timed on its own site model."""
+    from types import SimpleNamespace
+
+    from fracture_edge.edge_runtime.site_components import choose_components
+    from fracture_edge.experiments.site_check_eval import scoring_cost_ms, shipped_site_model
+
+    samples, features = constructed(far=8.0)
+    old = SimpleNamespace(bundle={"site_model": {"method": "mahalanobis-pca"}}, site=None)
+    site, how = shipped_site_model(old, samples, features, seed=0)
+    split = np.array([s.split for s in samples])
+    rng = np.random.default_rng(0)
+    expected = choose_components(features[rng.permutation(np.flatnonzero(split == "train"))],
+                                 features[np.random.default_rng(0).permutation(np.flatnonzero(split == "val"))], 0)
+    assert how["method"] == "ppca" and how["components"] == expected.components == site.components.shape[0]
+    assert site.residual_scale > 0 and how["residual_scale"] == site.residual_scale
+    assert "mahalanobis-pca" in how["model"] and scoring_cost_ms(site, repeats=20) > 0
+    own = SimpleNamespace(bundle={"site_model": {"method": "ppca", "components": 16, "residual_scale": 0.5}}, site=site)
+    assert shipped_site_model(own, samples, features, seed=0) == (site, {
+        "method": "ppca", "components": 16, "residual_scale": 0.5, "model": "the run's bundle"})

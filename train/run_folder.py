@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import platform
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -20,10 +19,10 @@ from typing import Iterator
 
 import numpy as np
 
-from ..edge_runtime import __version__, atomic
+from ..edge_runtime import atomic
 from ..edge_runtime.bundle import SCHEMA_VERSION, artifact_record, save_bundle
 from ..edge_runtime.dataset import LABELS, POSITIVE
-from ..edge_runtime.environment import peak_rss_mb
+from ..edge_runtime.environment import module_versions, peak_rss_mb
 from ..edge_runtime.formats import FORMATS
 from ..edge_runtime.confidence import metric_cis
 from ..edge_runtime.metrics import summarize
@@ -45,11 +44,7 @@ class RunSummary:
 
 
 def versions() -> dict:
-    import keras
-    import tensorflow as tf
-
-    return {"fracture_edge": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
+    return module_versions(("tensorflow", "keras", "numpy"))
 
 
 def hardware_split_metrics(split, probs: np.ndarray, thresholds: dict) -> dict | None:

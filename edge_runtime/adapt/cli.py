@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..artifacts import FORMAT_PREFERENCE
-from ..formats import EXPORT_FORMATS
+from ..formats import EXPORT_FORMATS, FORMAT_PREFERENCE
 
 
 def register(subparsers) -> None:
