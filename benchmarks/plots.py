@@ -1,9 +1,11 @@
-"""PNG plots of a bench report (optional `plots` extra): latency vs F1 Pareto, ROC overlay, latency spread,
+"""PNG plots of a bench report (optional `plots` extra): latency vs AUC and vs F1 Paretos, ROC overlay, latency spread,
 AUC per acquisition shift (bench --shifts)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..edge_runtime import atomic
 from . import stats
@@ -11,7 +13,8 @@ from . import stats
 log = logging.getLogger(__name__)
 
 
-PLOT_NAMES = ("latency_vs_f1.png", "roc.png", "latency_distribution.png", "shifts.png")   # every plot bench draws
+PLOT_NAMES = ("latency_vs_auc.png", "latency_vs_f1.png", "roc.png", "latency_distribution.png",
+              "shifts.png")   # every plot bench draws
 
 
 def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
@@ -26,7 +29,8 @@ def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
         return []
     out_dir = Path(out_dir)
     written = []
-    for name, draw in zip(PLOT_NAMES, (plot_pareto, plot_roc, plot_latency_spread, plot_shifts)):
+    drawers = (plot_pareto_auc, plot_pareto, plot_roc, plot_latency_spread, plot_shifts)
+    for name, draw in zip(PLOT_NAMES, drawers):
         fig = draw(report, plt)
         if fig is None:
             continue
@@ -39,39 +43,56 @@ def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
     return written
 
 
-def pareto_points(report: dict) -> list[tuple[str, float, float]]:
-    """(label, p50 ms, F1) for each format: its batch-1 row with the most threads, and its accuracy row."""
-    f1 = {r["label"]: r["summary"]["balanced"]["f1"] for r in report["accuracy"] if r["status"] == "ok"}
+@dataclass(frozen=True)
+class ParetoMetric:
+    """The accuracy axis of a latency Pareto plot: how to read it from an accuracy row, and its words."""
+    read: Callable[[dict], float | None]
+    axis: str
+    short: str
+
+
+F1_METRIC = ParetoMetric(lambda summary: summary["balanced"]["f1"], "F1 at the balanced threshold", "F1")
+AUC_METRIC = ParetoMetric(lambda summary: summary.get("auc"), "ROC AUC", "AUC")
+
+
+def pareto_points(report: dict, metric: ParetoMetric = F1_METRIC) -> list[tuple[str, float, float]]:
+    """(label, p50 ms, metric) for each format: its batch-1 row with the most threads, and its accuracy row."""
+    value = {r["label"]: metric.read(r["summary"]) for r in report["accuracy"] if r["status"] == "ok"}
+    value = {label: v for label, v in value.items() if v is not None}
     best: dict[str, dict] = {}
     for r in report["rows"]:
         if r["status"] != "ok" or r["batch"] != 1:
             continue
-        key = r["label"] if r["label"] in f1 else ("keras (tf.function)" if r["format"] == "keras" else None)
-        if key in f1 and (r["label"] not in best or r["threads"] > best[r["label"]]["threads"]):
-            best[r["label"]] = {**r, "f1_key": key}
-    return [(label, r["latency"]["p50_ms"], f1[r["f1_key"]]) for label, r in best.items()]
+        key = r["label"] if r["label"] in value else ("keras (tf.function)" if r["format"] == "keras" else None)
+        if key in value and (r["label"] not in best or r["threads"] > best[r["label"]]["threads"]):
+            best[r["label"]] = {**r, "metric_key": key}
+    return [(label, r["latency"]["p50_ms"], value[r["metric_key"]]) for label, r in best.items()]
 
 
-def plot_pareto(report: dict, plt):
-    points = pareto_points(report)
+def plot_pareto(report: dict, plt, metric: ParetoMetric = F1_METRIC):
+    points = pareto_points(report, metric)
     if not points:
         return None
-    front = set(stats.pareto_front([(lat, f1) for _, lat, f1 in points]))
+    front = set(stats.pareto_front([(lat, y) for _, lat, y in points]))
     fig, ax = plt.subplots(figsize=(8, 5))
-    for i, (_, lat, f1) in enumerate(points):
-        ax.scatter(lat, f1, s=60, marker="o" if i in front else "x", color="C0" if i in front else "C3", zorder=3)
+    for i, (_, lat, y) in enumerate(points):
+        ax.scatter(lat, y, s=60, marker="o" if i in front else "x", color="C0" if i in front else "C3", zorder=3)
     front_pts = sorted((points[i][1], points[i][2]) for i in front)
     ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], "--", color="C0", alpha=0.6, label="Pareto front")
-    ax.scatter([], [], marker="x", color="C3", label="dominated (slower and no better F1)")
+    ax.scatter([], [], marker="x", color="C3", label=f"dominated (slower and no better {metric.short})")
     _log_ms_axis(ax)
-    _pad_limits(ax, [lat for _, lat, _ in points], [f1 for _, _, f1 in points])
+    _pad_limits(ax, [lat for _, lat, _ in points], [y for _, _, y in points])
     ax.set_xlabel("p50 latency, batch 1 (ms, log scale)")
-    ax.set_ylabel("F1 at the balanced threshold")
-    ax.set_title("Latency vs F1 (up and left is better)")
+    ax.set_ylabel(metric.axis)
+    ax.set_title(f"Latency vs {metric.short} (up and left is better)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)
-    place_labels(ax, [(label, lat, f1) for label, lat, f1 in points])
+    place_labels(ax, [(label, lat, y) for label, lat, y in points])
     return fig
+
+
+def plot_pareto_auc(report: dict, plt):
+    return plot_pareto(report, plt, AUC_METRIC)
 
 
 def _pad_limits(ax, xs: list[float], ys: list[float]) -> None:

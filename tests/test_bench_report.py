@@ -149,8 +149,19 @@ def test_plots_are_written_when_matplotlib_is_installed(tmp_path):
     from fracture_edge.benchmarks import plots
 
     written = plots.write_plots(sample_report(), tmp_path)
-    assert sorted(p.name for p in written) == ["latency_distribution.png", "latency_vs_f1.png", "roc.png"]
+    assert sorted(p.name for p in written) == ["latency_distribution.png", "latency_vs_auc.png", "latency_vs_f1.png", "roc.png"]
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_latency_vs_auc_points_read_each_format_auc():
+    from fracture_edge.benchmarks import plots
+
+    report = sample_report()
+    aucs = {r["label"]: r["summary"]["auc"] for r in report["accuracy"] if r["status"] == "ok"}
+    points = plots.pareto_points(report, plots.AUC_METRIC)
+    assert points and all(auc == aucs[label] for label, _, auc in points if label in aucs)
+    f1 = dict((label, y) for label, _, y in plots.pareto_points(report))
+    assert any(f1[label] != auc for label, _, auc in points)     # a different axis, not the F1 again
 
 
 def test_pareto_labels_neither_overlap_nor_leave_the_axes():
