@@ -23,8 +23,9 @@ INPUT_STRINGS = {
     "fit": "stretch",
     "rounding": "floor(x+0.5), clip 0..255",
     "layout": "NHWC",
-    "normalization": "in-graph imagenet (x/255 - mean)/std",
 }
+# what the graph does to the raw pixels inside (train/backbones.py): one per backbone; the device feeds raw pixels
+NORMALIZATIONS = ("in-graph imagenet (x/255 - mean)/std", "in-graph mobilenet x/127.5 - 1")
 HEAD_KINDS = ("logistic",)   # adapted_head: P = sigmoid(output . weights + bias) (fracture-edge adapt)
 REQUIRED_KEYS = ("schema_version", "labels", "positive_label", "thresholds", "input", "output")
 SITE_METHOD = "mahalanobis-pca"   # site_model: edge_runtime/site_model.py, the subspace distance (first design)
@@ -169,6 +170,10 @@ def _check_input(contract: dict, problems: _Problems) -> None:
         if key in contract:
             problems.need(contract[key] == expected, f"input.{key}", f"{expected!r} (the only input contract implemented)",
                           contract[key])
+    if "normalization" in contract:
+        problems.need(contract["normalization"] in NORMALIZATIONS, "input.normalization",
+                      f"one of {', '.join(map(repr, NORMALIZATIONS))} (done inside the model graph)",
+                      contract["normalization"])
 
 
 def _check_extra_outputs(extra: dict, problems: _Problems) -> None:

@@ -190,6 +190,19 @@ def _adaptation_section(run: Path, bundle: dict) -> list[str]:
                         "before relying on them. Details: `adapt_report.md`."]
 
 
+def _model_line(bundle: dict) -> str:
+    """What was trained: the backbone (bundles before issue 24 name none: DenseNet121) and, for a distilled run,
+    its teacher."""
+    hp, teacher = bundle.get("hparams") or {}, bundle.get("distillation") or {}
+    tail = hp.get("finetune_from", "conv5")
+    tuned = "head only trained" if tail == "none" else f"head + `{tail}` onwards fine-tuned"
+    line = f"{bundle.get('model', 'DenseNet121')} (backbone `{bundle.get('backbone', 'densenet121')}`, ImageNet-initialised, {tuned})"
+    if teacher:
+        line += (f", distilled from {teacher.get('model', '?')} `{Path(str(teacher.get('run', '?'))).name}` "
+                 f"(alpha {teacher.get('alpha')}, T {teacher.get('temperature')}; its logits on training images only)")
+    return line
+
+
 def render_model_card(run_dir: str | Path) -> str:
     """The card's Markdown for a run folder (raises ValueError when bundle.json is missing or unreadable)."""
     run = Path(run_dir)
@@ -208,7 +221,7 @@ def render_model_card(run_dir: str | Path) -> str:
              "shoulder, as in FracAtlas). Output: P(fractured) and a decision at two operating points "
              "(balanced = highest F1 on validation; screening = sensitivity >= 95 % on validation).", "", NOT_A_DEVICE, "",
              "## Model", "",
-             f"DenseNet121 (ImageNet-initialised, head + last dense block fine-tuned), input {hp.get('size', '?')} px; "
+             f"{_model_line(bundle)}, input {hp.get('size', '?')} px; "
              f"training options: `{json.dumps({k: hp[k] for k in ('views', 'augment', 'finetune_from', 'finetune_epochs', 'seed') if k in hp})}`. "
              f"Thresholds chosen on {thresholds.get('chosen_on', 'val')}: balanced {thresholds.get('balanced', float('nan')):.3f}, "
              f"screening {thresholds.get('screening', float('nan')):.3f}.", "",

@@ -50,8 +50,11 @@ class EqualizationResult:
     model: object
     concat_channels: int        # dense-block channels rescaled
     relu_channels: int          # BN -> ReLU channels rescaled
+    skipped: str = ""           # why nothing was equalized (a model without DenseNet dense blocks)
 
     def facts(self) -> dict:
+        if self.skipped:
+            return {"equalized": False, "equalization_skipped": self.skipped}
         return {"equalized": True, "equalized_concat_channels": self.concat_channels,
                 "equalized_relu_channels": self.relu_channels}
 
@@ -238,12 +241,26 @@ def equalize_relus(model, pixels: np.ndarray, power: float = RELU_POWER) -> int:
     return count
 
 
+def _unequalized(model) -> EqualizationResult:
+    """A plain copy of a model without dense blocks (MobileNetV2: its ReLU6 clips at 6, so rescaling a channel
+    before it would change the model): equalization is a DenseNet-only step, skipped with the reason logged."""
+    import keras
+
+    reason = "no DenseNet dense blocks (conv{b}_block{j}_concat layers): DenseNet-only step, int8 quantizes the model as is"
+    log.info("channel equalization skipped: %s", reason)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return EqualizationResult(copy, 0, 0, skipped=reason)
+
+
 def equalize_model(model, pixels: np.ndarray) -> EqualizationResult:
     """A float-equivalent copy of a DenseNet-based Keras model, equalized for int8 quantization."""
     import keras
 
     if len(pixels) == 0:
         raise ValueError("channel equalization needs calibration images")
+    if not dense_blocks(model):
+        return _unequalized(model)
     copy = with_producer_biases(model)
     concat_channels = equalize_concats(copy, pixels)
     relu_channels = equalize_relus(copy, pixels)

@@ -7,6 +7,7 @@ import json
 from ..edge_runtime.errors import missing_extra
 
 SHARED_WEIGHTS_HINT = "../shared/weights/densenet121_imagenet_notop.weights.h5"
+MOBILE_WEIGHTS_HINT = "../shared/weights/mobilenetv2_035_224_imagenet_notop.weights.h5"
 
 
 def _require_tensorflow(what: str) -> None:
@@ -24,25 +25,32 @@ def register(subparsers) -> None:
 
 def _register_train(subparsers) -> None:
     from .augment import AUGMENTATIONS
-    from .options import TrainOptions
+    from .backbones import BACKBONES
+    from .options import AUTO, TrainOptions
 
     d = TrainOptions(data="", out="")
-    p = subparsers.add_parser("train", help="train the DenseNet121 fracture classifier",
+    tails = "; ".join(f"{name}: {' | '.join(row.tails)} (default {row.default_tail})" for name, row in BACKBONES.items())
+    sizes = ", ".join(f"{name} {row.default_size}" for name, row in BACKBONES.items())
+    p = subparsers.add_parser("train", help="train the fracture classifier (DenseNet121 unless --backbone)",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                               description="Two-stage transfer learning on CPU: head on cached features, then "
                                           "fine-tuning of the last dense block(s) on cached activations.")
     p.add_argument("--data", required=True, help="dataset folder (split/class/image) or split CSV")
     p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--backbone", choices=list(BACKBONES), default=d.backbone,
+                   help="ImageNet backbone (train/backbones.py); its preprocessing is inside the model graph")
     p.add_argument("--weights", default=d.weights,
-                   help=f"imagenet (Keras download, needs internet) | none | PATH (e.g. {SHARED_WEIGHTS_HINT})")
-    p.add_argument("--size", type=int, default=d.size, help="input side in pixels")
+                   help=f"imagenet (Keras download, needs internet) | none | PATH to the backbone's no-top weights "
+                        f"(e.g. {SHARED_WEIGHTS_HINT} or {MOBILE_WEIGHTS_HINT})")
+    p.add_argument("--size", type=int, default=0, help=f"input side in pixels (0: the backbone's: {sizes})")
     p.add_argument("--views", type=int, default=d.views, help="cached views per training image (1 = no augmentation)")
     p.add_argument("--augment", choices=sorted(AUGMENTATIONS), default=d.augment,
                    help="augmented views: basic (flips, small rotations, brightness/contrast) or robust (also "
                         "quarter turns, inversion, crops, exposure, markers, low resolution, blur, JPEG, noise)")
     p.add_argument("--head-epochs", type=int, default=d.head_epochs)
     p.add_argument("--head-lr", type=float, default=d.head_lr)
-    p.add_argument("--finetune-from", default=d.finetune_from, help="conv5 (last dense block) | conv4 | conv3 | conv2 | none (head only)")
+    p.add_argument("--finetune-from", default=AUTO,
+                   help=f"first fine-tuned block, or none (head only); auto = the backbone's default. {tails}")
     p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs)
     p.add_argument("--finetune-lr", type=float, default=d.finetune_lr)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -51,6 +59,12 @@ def _register_train(subparsers) -> None:
     p.add_argument("--stability", type=float, default=d.stability,
                    help="weight of a logit-consistency term between each training view and its +-1 grey-level "
                         "dithered copy (0 = off; caches one more copy of every view; docs/training.md)")
+    p.add_argument("--teacher", default=d.teacher, metavar="RUN",
+                   help="distil from this trained run: its logits on the training images (never val/test) join "
+                        "the labels in the loss (train/distill.py)")
+    p.add_argument("--distill-alpha", type=float, default=d.distill_alpha,
+                   help="weight of the labels' BCE; 1 - alpha weighs the teacher term")
+    p.add_argument("--distill-temperature", type=float, default=d.distill_temperature, help="distillation temperature T")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-images", type=int, default=d.max_images, help="cap each split (0 = all); smoke runs")
     p.add_argument("--allow-leakage", action="store_true", help="train even if val/test images have copies in train")

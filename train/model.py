@@ -1,64 +1,61 @@
-"""DenseNet121 fracture classifier: raw-pixel input, ImageNet normalisation inside the graph."""
+"""The fracture classifier: raw-pixel input, the backbone's ImageNet preprocessing inside the graph, GAP + one unit.
+
+Which backbone, and everything about it, comes from the table in train/backbones.py (DenseNet121 by default).
+"""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
 from ..edge_runtime.errors import FractureEdgeError
+from .backbones import DEFAULT_BACKBONE, NORMALIZATION_LAYER, get_backbone
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "fracture_prob"
-FEATURE_LAYER = "avg_pool"        # 1024-d pooled features: stage 1 trains the head on these
-# Cached input of each trainable tail: "conv5" fine-tunes the last dense block, "conv4" the last two, ...
-FINETUNE_FROM = {"conv5": "pool4_pool", "conv4": "pool3_pool", "conv3": "pool2_pool", "conv2": "pool1"}
+FEATURE_LAYER = "avg_pool"        # pooled features (1024-d DenseNet121, 1280-d MobileNetV2): stage 1 trains the head on these
+# Cached input of each trainable tail of the default backbone (train/backbones.py has every backbone's)
+FINETUNE_FROM = get_backbone(DEFAULT_BACKBONE).tails
 
 
-def build_model(size: int, weights: str = "none", dropout: float = 0.3):
-    """DenseNet121 + head taking (size, size, 3) float pixels in 0..255, returning P(fractured).
+def build_model(size: int, weights: str = "none", dropout: float = 0.3, backbone: str = DEFAULT_BACKBONE):
+    """Backbone + head taking (size, size, 3) float pixels in 0..255, returning P(fractured).
 
-    weights: 'none' (random), 'imagenet' (Keras downloads them; needs internet) or a path to a
-    no-top DenseNet121 weights file (e.g. ../shared/weights/densenet121_imagenet_notop.weights.h5).
+    weights: 'none' (random), 'imagenet' (Keras downloads them; needs internet) or a path to the backbone's
+    no-top weights file (e.g. ../shared/weights/densenet121_imagenet_notop.weights.h5).
     """
     import keras
 
+    row = get_backbone(backbone)
     inputs = keras.Input((size, size, 3), name=INPUT_NAME, dtype="float32")
-    x = keras.layers.Rescaling(
-        scale=[1.0 / (255.0 * s) for s in IMAGENET_STD],
-        offset=[-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)],
-        name="imagenet_normalization",
-    )(inputs)
-    backbone = keras.applications.DenseNet121(include_top=False, weights=None, input_tensor=x)
-    features = keras.layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(backbone.output)
+    x = keras.layers.Rescaling(scale=list(row.scale), offset=list(row.offset), name=NORMALIZATION_LAYER)(inputs)
+    base = row.build(weights=None, input_tensor=x)
+    features = keras.layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(base.output)
     features = keras.layers.Dropout(dropout, name="head_dropout")(features)
     outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_NAME)(features)
-    model = keras.Model(inputs, outputs, name="fracture_densenet121")
-    _load_backbone_weights(model, size, weights)
+    model = keras.Model(inputs, outputs, name=f"fracture_{row.constructor.lower()}")
+    _load_backbone_weights(model, size, weights, row)
     return model
 
 
-def _load_backbone_weights(model, size: int, weights: str) -> None:
+def _load_backbone_weights(model, size: int, weights: str, row) -> None:
     """Load ImageNet weights into a standalone backbone, then copy them layer by layer by name."""
-    import keras
-
     if weights in (None, "none"):
         log.info("backbone initialised randomly (--weights none)")
         return
     if weights != "imagenet" and not Path(weights).is_file():
         raise FractureEdgeError(f"{weights}: weights file not found (use --weights imagenet|none|PATH)")
     try:
-        donor = keras.applications.DenseNet121(include_top=False, weights=weights, input_shape=(size, size, 3))
+        donor = row.build(weights=weights, input_shape=(size, size, 3))
     except Exception as exc:  # download failure, wrong file: one clear line
-        raise FractureEdgeError(f"cannot load DenseNet121 weights from {weights!r}: {exc}") from None
+        raise FractureEdgeError(f"cannot load {row.model} weights from {weights!r}: {exc}") from None
     copied = 0
     for layer in donor.layers:
         if layer.weights:
             model.get_layer(layer.name).set_weights(layer.get_weights())
             copied += 1
-    log.info("loaded ImageNet weights into %d backbone layers from %s", copied, weights)
+    log.info("loaded ImageNet weights into %d %s layers from %s", copied, row.model, weights)
 
 
 def feature_extractor(model, layer_name: str):

@@ -28,6 +28,7 @@ from ..edge_runtime.confidence import metric_cis
 from ..edge_runtime.metrics import summarize
 from ..edge_runtime.model_card import CARD_FILENAME, write_model_card
 from ..edge_runtime.preprocessing import InputContract
+from .backbones import get_backbone
 from .options import TrainOptions
 from .synthetic import SYNTHETIC_NOTE
 
@@ -80,10 +81,12 @@ def data_summary(opts: TrainOptions, splits: dict, data_report: dict) -> dict:
 
 
 def build_bundle(opts: TrainOptions, contract: InputContract, thresholds: dict, metrics: dict,
-                 data: dict, model_path: Path) -> dict:
+                 data: dict, model_path: Path, distillation: dict | None = None) -> dict:
+    backbone = get_backbone(opts.backbone)
     return {
         "schema_version": SCHEMA_VERSION,
-        "model": "DenseNet121",
+        "model": backbone.model,
+        "backbone": backbone.name,
         "labels": list(LABELS),
         "positive_label": POSITIVE,
         "output": {"kind": "sigmoid", "positive_index": 0,
@@ -94,6 +97,8 @@ def build_bundle(opts: TrainOptions, contract: InputContract, thresholds: dict, 
                        "chosen_on": "val"},
         "input": contract.to_dict(),
         "hparams": opts.to_dict(),
+        **({"distillation": {**distillation, "alpha": opts.distill_alpha, "temperature": opts.distill_temperature}}
+           if distillation else {}),
         "data": data,
         "metrics": metrics,
         "versions": versions(),
@@ -135,17 +140,21 @@ def _named_in(exc: OSError, stage: Path, out: Path) -> OSError:
 
 
 def write_run_folder(out: Path, model, opts: TrainOptions, contract: InputContract, splits: dict, probs: dict,
-                     thresholds: dict, history: dict, data_report: dict, seconds: float) -> RunSummary:
-    """Write every file of the run folder `out` (out of sight, see building()); the summary names `out`."""
+                     thresholds: dict, history: dict, data_report: dict, seconds: float,
+                     distillation: dict | None = None) -> RunSummary:
+    """Write every file of the run folder `out` (out of sight, see building()); the summary names `out`.
+    `distillation`: the teacher record (train/distill.py) of a distilled run."""
     out = Path(out)
     with building(out, opts.overwrite) as folder:
-        summary = _write_files(folder, model, opts, contract, splits, probs, thresholds, history, data_report, seconds)
+        summary = _write_files(folder, model, opts, contract, splits, probs, thresholds, history, data_report, seconds,
+                               distillation)
     log.info("run folder written: %s", out)
     return RunSummary(out, summary.test, summary.thresholds, summary.seconds, summary.peak_rss_mb)
 
 
 def _write_files(out: Path, model, opts: TrainOptions, contract: InputContract, splits: dict, probs: dict,
-                 thresholds: dict, history: dict, data_report: dict, seconds: float) -> RunSummary:
+                 thresholds: dict, history: dict, data_report: dict, seconds: float,
+                 distillation: dict | None) -> RunSummary:
     model_path = out / FORMATS["keras"].filename
     with atomic.atomic_path(model_path) as tmp:
         model.save(tmp)
@@ -154,7 +163,7 @@ def _write_files(out: Path, model, opts: TrainOptions, contract: InputContract, 
     metrics["train_seconds"] = round(seconds, 1)
     metrics["peak_rss_mb"] = round(summary.peak_rss_mb, 1)
     data = data_summary(opts, splits, data_report)
-    save_bundle(out, build_bundle(opts, contract, thresholds, metrics, data, model_path))
+    save_bundle(out, build_bundle(opts, contract, thresholds, metrics, data, model_path, distillation))
     atomic.write_json(out / "metrics.json", metrics)
     atomic.write_json(out / "history.json", history)
     atomic.write_json(out / "predictions.json", {

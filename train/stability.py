@@ -62,26 +62,7 @@ def fit_pairs(pair, x: np.ndarray, partner: np.ndarray, y: np.ndarray, sample_we
               patience: int, stage: str) -> dict:
     """Adam on consistency_loss, early stopping on `val_score()` (validation AUC) with the best weights restored,
     as Keras EarlyStopping(patience, restore_best_weights) does for the plain stages."""
-    import keras
+    from .stages import fit_scored
 
-    pair.compile(optimizer=keras.optimizers.Adam(lr), loss=consistency_loss(weight))
-    history: dict[str, list[float]] = {"loss": [], "val_auc": []}
-    best, best_weights, waited = -np.inf, None, 0
-    for epoch in range(epochs):
-        result = pair.fit([x, partner], y.astype("float32"), sample_weight=sample_weight.astype("float32"),
-                          epochs=1, batch_size=batch_size, shuffle=True, verbose=0)
-        auc = float(val_score())
-        history["loss"].append(float(result.history["loss"][0]))
-        history["val_auc"].append(auc)
-        log.info("%s epoch %d/%d: loss %.4f, val AUC %.4f", stage, epoch + 1, epochs, history["loss"][-1], auc)
-        if auc > best:
-            best, best_weights, waited = auc, [v.numpy().copy() for v in pair.trainable_variables], 0
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    if best_weights is not None:
-        for variable, value in zip(pair.trainable_variables, best_weights):
-            variable.assign(value)
-    log.info("%s: best val AUC %.4f", stage, best)
-    return history
+    return fit_scored(pair, [x, partner], y, sample_weight, val_score, consistency_loss(weight), epochs, lr,
+                      batch_size, patience, stage)

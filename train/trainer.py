@@ -12,9 +12,10 @@ from ..edge_runtime.dataset import read_dataset, require_both_classes, select_sp
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.metrics import choose_thresholds
 from ..edge_runtime.preprocessing import InputContract
-from . import activations, stability, stages
+from . import activations, distill, stability, stages
 from .augment import AUGMENTATIONS, view_augmenter
-from .model import (FEATURE_LAYER, FINETUNE_FROM, OUTPUT_NAME, build_model, estimate_batchnorm_statistics, feature_extractor,
+from .backbones import get_backbone
+from .model import (FEATURE_LAYER, OUTPUT_NAME, build_model, estimate_batchnorm_statistics, feature_extractor,
                     trainable_tail)
 from .options import TrainOptions
 from .run_folder import RunSummary, write_run_folder
@@ -78,7 +79,7 @@ def cache_inputs(model, splits: dict, opts: TrainOptions) -> tuple[dict, str]:
     The training views are written straight into one float16 array; an augmented view is made a batch at
     a time as it is fed (the same images, in the same order, as augmenting the whole split first).
     """
-    layer = FINETUNE_FROM.get(opts.finetune_from, FEATURE_LAYER)
+    layer = get_backbone(opts.backbone).tails.get(opts.finetune_from, FEATURE_LAYER)
     extractor = feature_extractor(model, layer)
     train = splits["train"]
     n = len(train.pixels)
@@ -113,9 +114,10 @@ def train(opts: TrainOptions) -> RunSummary:
     started = time.perf_counter()
     out = prepare_out_dir(opts)
     keras.utils.set_random_seed(opts.seed)
-    contract = InputContract(size=opts.size)
+    contract = InputContract(size=opts.size, normalization=get_backbone(opts.backbone).normalization)
     splits, data_report = load_splits(opts, contract)
-    model = build_model(opts.size, opts.weights, opts.dropout)
+    teacher, distillation = distill.teacher_targets(opts.teacher, splits["train"]) if opts.teacher else (None, None)
+    model = build_model(opts.size, opts.weights, opts.dropout, opts.backbone)
     if opts.weights == "none":
         rng = np.random.default_rng(opts.seed)
         estimate_batchnorm_statistics(model, splits["train"].pixels[rng.permutation(len(splits["train"].targets))])
@@ -124,7 +126,9 @@ def train(opts: TrainOptions) -> RunSummary:
     weights = activations.class_weights(cached["train_y"])
     history = {}
     feats = {k: pooled(model, layer, cached[k], opts.batch_size, k) for k in ("train", "val")}
-    if opts.stability:
+    if teacher is not None:
+        history.update(distill.fit_distilled(model, layer, cached, feats, splits["val"].targets, weights, teacher, opts))
+    elif opts.stability:
         history.update(fit_stable(model, layer, cached, feats, splits["val"].targets, weights, opts))
     else:
         history["head"] = stages.fit_head(model, feats["train"], cached["train_y"], feats["val"], splits["val"].targets,
@@ -136,7 +140,7 @@ def train(opts: TrainOptions) -> RunSummary:
     probs = {k: predict_cached(model, layer, cached[k]) for k in ("val", "test")}
     thresholds = choose_thresholds(splits["val"].targets, probs["val"])
     return write_run_folder(out, model, opts, contract, splits, probs, thresholds, history, data_report,
-                            time.perf_counter() - started)
+                            time.perf_counter() - started, distillation)
 
 
 def fit_stable(model, layer: str, cached: dict, feats: dict, val_y: np.ndarray, weights: dict, opts: TrainOptions) -> dict:
