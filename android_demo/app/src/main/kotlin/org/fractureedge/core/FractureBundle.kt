@@ -73,14 +73,15 @@ data class FractureBundle(
         /** Best first (smaller, faster): full int8 (uint8 in), int8 weights + float32 in (XNNPACK int8 kernels on arm64), fp16, fp32. */
         val APP_FORMATS = listOf("tflite-int8", "tflite-int8-dynamic", "tflite-fp16", "tflite-fp32")
 
-        /** Input-contract values this core implements; any other value (or key) is refused. */
-        val SUPPORTED_INPUT: Map<String, Any> = mapOf(
-            "color" to "gray-to-rgb",
-            "resize" to "triangle-antialias",
-            "fit" to "stretch",
-            "rounding" to "floor(x+0.5), clip 0..255",
-            "layout" to "NHWC",
-            "normalization" to "in-graph imagenet (x/255 - mean)/std",
+        /** Input-contract values this core implements; any other value (or key) is refused. The normalization
+         *  happens inside the model graph, so every backbone's (edge_runtime/bundle_schema.py NORMALIZATIONS) is fine. */
+        val SUPPORTED_INPUT: Map<String, Set<String>> = mapOf(
+            "color" to setOf("gray-to-rgb"),
+            "resize" to setOf("triangle-antialias"),
+            "fit" to setOf("stretch"),
+            "rounding" to setOf("floor(x+0.5), clip 0..255"),
+            "layout" to setOf("NHWC"),
+            "normalization" to setOf("in-graph imagenet (x/255 - mean)/std", "in-graph mobilenet x/127.5 - 1"),
         )
 
         /** Parse and validate bundle.json text; throws UnsupportedBundleException with one clear line. */
@@ -159,10 +160,10 @@ data class FractureBundle(
             for (key in json.keys()) {
                 require(key in known, source) { "input.$key is not understood by this app version" }
             }
-            for ((key, expected) in SUPPORTED_INPUT) {
+            for ((key, accepted) in SUPPORTED_INPUT) {
                 val actual = json.get(key)
-                require(actual == expected, source) {
-                    "input.$key = '$actual' is not supported (this app implements '$expected')"
+                require(accepted.any { it == actual }, source) {
+                    "input.$key = '$actual' is not supported (this app implements ${accepted.joinToString(" or ") { "'$it'" }})"
                 }
             }
             val range = json.getJSONArray("pixel_range")

@@ -45,6 +45,13 @@ class FractureBundleTest {
         assertTrue(error.message!!.contains(mentioned), error.message)
     }
 
+    @Test
+    fun acceptsEveryBackbonesInGraphNormalization() {
+        val root = JSONObject(text)
+        root.getJSONObject("input").put("normalization", "in-graph mobilenet x/127.5 - 1")
+        assertEquals(FractureBundle.parse(root.toString()).input, FractureBundle.parse(text).input)
+    }
+
     private val adaptedText = GoldenVectorsTest.resource("bundle_adapted.json").toString(Charsets.UTF_8)
 
     @Test
