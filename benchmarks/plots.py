@@ -3,12 +3,12 @@ AUC per acquisition shift (bench --shifts)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..edge_runtime import atomic
 from . import stats
+from .points import AUC_METRIC, F1_METRIC, ParetoMetric, pareto_points  # noqa: F401 (pareto_points: part of this API)
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +17,9 @@ PLOT_NAMES = ("latency_vs_auc.png", "latency_vs_f1.png", "roc.png", "latency_dis
               "shifts.png")   # every plot bench draws
 
 
-def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
-    """Write every plot the report has data for; without matplotlib, log a note and write nothing."""
+def write_plots(report: dict, out_dir: str | Path, drawers: dict[str, Callable] | None = None) -> list[Path]:
+    """Write every plot the report has data for (drawers: file name -> draw(report, plt) returning a figure or
+    None; default: bench's PLOT_NAMES); without matplotlib, log a note and write nothing."""
     try:
         import matplotlib
 
@@ -29,8 +30,8 @@ def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
         return []
     out_dir = Path(out_dir)
     written = []
-    drawers = (plot_pareto_auc, plot_pareto, plot_roc, plot_latency_spread, plot_shifts)
-    for name, draw in zip(PLOT_NAMES, drawers):
+    drawers = drawers or dict(zip(PLOT_NAMES, (plot_pareto_auc, plot_pareto, plot_roc, plot_latency_spread, plot_shifts)))
+    for name, draw in drawers.items():
         fig = draw(report, plt)
         if fig is None:
             continue
@@ -43,52 +44,37 @@ def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
     return written
 
 
-@dataclass(frozen=True)
-class ParetoMetric:
-    """The accuracy axis of a latency Pareto plot: how to read it from an accuracy row, and its words."""
-    read: Callable[[dict], float | None]
-    axis: str
-    short: str
-
-
-F1_METRIC = ParetoMetric(lambda summary: summary["balanced"]["f1"], "F1 at the balanced threshold", "F1")
-AUC_METRIC = ParetoMetric(lambda summary: summary.get("auc"), "ROC AUC", "AUC")
-
-
-def pareto_points(report: dict, metric: ParetoMetric = F1_METRIC) -> list[tuple[str, float, float]]:
-    """(label, p50 ms, metric) for each format: its batch-1 row with the most threads, and its accuracy row."""
-    value = {r["label"]: metric.read(r["summary"]) for r in report["accuracy"] if r["status"] == "ok"}
-    value = {label: v for label, v in value.items() if v is not None}
-    best: dict[str, dict] = {}
-    for r in report["rows"]:
-        if r["status"] != "ok" or r["batch"] != 1:
-            continue
-        key = r["label"] if r["label"] in value else ("keras (tf.function)" if r["format"] == "keras" else None)
-        if key in value and (r["label"] not in best or r["threads"] > best[r["label"]]["threads"]):
-            best[r["label"]] = {**r, "metric_key": key}
-    return [(label, r["latency"]["p50_ms"], value[r["metric_key"]]) for label, r in best.items()]
-
-
 def plot_pareto(report: dict, plt, metric: ParetoMetric = F1_METRIC):
     points = pareto_points(report, metric)
     if not points:
         return None
-    front = set(stats.pareto_front([(lat, y) for _, lat, y in points]))
     fig, ax = plt.subplots(figsize=(8, 5))
+    draw_pareto(ax, points, metric)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)
+    place_labels(ax, points)
+    return fig
+
+
+def draw_pareto(ax, points: list[tuple[str, float, float]], metric: ParetoMetric,
+                colors: list[str] | None = None) -> None:
+    """Points (label, p50 ms, metric) on a log latency axis: the Pareto front as circles joined by a dashed line,
+    the dominated points as crosses; red and blue, or each in its own colour (one per model) when given.
+    The caller adds the legend and then the labels (place_labels needs the final axis limits)."""
+    front = set(stats.pareto_front([(lat, y) for _, lat, y in points]))
     for i, (_, lat, y) in enumerate(points):
-        ax.scatter(lat, y, s=60, marker="o" if i in front else "x", color="C0" if i in front else "C3", zorder=3)
+        color = colors[i] if colors else "C0" if i in front else "C3"
+        ax.scatter(lat, y, s=60, marker="o" if i in front else "x", color=color, zorder=3)
     front_pts = sorted((points[i][1], points[i][2]) for i in front)
-    ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], "--", color="C0", alpha=0.6, label="Pareto front")
-    ax.scatter([], [], marker="x", color="C3", label=f"dominated (slower and no better {metric.short})")
+    ax.plot([p[0] for p in front_pts], [p[1] for p in front_pts], "--", color="grey" if colors else "C0", alpha=0.6,
+            label="Pareto front")
+    ax.scatter([], [], marker="x", color="grey" if colors else "C3",
+               label=f"dominated (slower and no better {metric.short})")
     _log_ms_axis(ax)
     _pad_limits(ax, [lat for _, lat, _ in points], [y for _, _, y in points])
     ax.set_xlabel("p50 latency, batch 1 (ms, log scale)")
     ax.set_ylabel(metric.axis)
     ax.set_title(f"Latency vs {metric.short} (up and left is better)")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)
-    place_labels(ax, [(label, lat, y) for label, lat, y in points])
-    return fig
 
 
 def plot_pareto_auc(report: dict, plt):
@@ -111,12 +97,13 @@ _OFFSETS = sorted([(dx, dy) for dx in (7, 0, -7) for dy in (4, -13, 15, -24, 26,
 _NEAR_PX = 45   # a neighbour this close on the right sends a label to the left first
 
 
-def place_labels(ax, points: list[tuple[str, float, float]], fontsize: int = 8) -> None:
+def place_labels(ax, points: list[tuple[str, float, float]], fontsize: int = 8, colors: list[str] | None = None) -> None:
     """Annotate each (label, x, y) where its text overlaps no marker and no other label and stays inside the axes.
 
     Places are tried nearest first (beside, above or below, then further away); a point with a close
     neighbour on its right tries its left side first. Every label has a thin leader line to its point, so a
     label moved up or down still names the right one. Text extents are measured with the figure's renderer.
+    colors: one text colour per point (default: matplotlib's).
     """
     from matplotlib.text import Text
     from matplotlib.transforms import Bbox
@@ -126,8 +113,8 @@ def place_labels(ax, points: list[tuple[str, float, float]], fontsize: int = 8) 
     pixels = [ax.transData.transform((x, y)) for _, x, y in points]
     obstacles = [Bbox.from_extents(px - 6, py - 6, px + 6, py + 6) for px, py in pixels]
 
-    def annotate(label, x, y, dx, dy):
-        text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+    def annotate(label, x, y, dx, dy, color):
+        text = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize, color=color,
                            ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom" if dy > 0 else "top",
                            arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6, "shrinkA": 1, "shrinkB": 5})
         text.get_window_extent(renderer)  # lays the annotation out; the box below is the text alone, no leader line
@@ -140,13 +127,13 @@ def place_labels(ax, points: list[tuple[str, float, float]], fontsize: int = 8) 
         candidates = sorted(_OFFSETS, key=lambda o: (abs(o[1]) + (4 if o[0] == 0 else 0), o[0] if crowded_right
                                                       else -o[0]))
         for dx, dy in candidates:
-            text, box = annotate(label, x, y, dx, dy)
+            text, box = annotate(label, x, y, dx, dy, colors[i] if colors else None)
             fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
             if fits and not any(box.overlaps(other) for other in obstacles):
                 break
             text.remove()
         else:  # nowhere free: the first place, overlapping, rather than no label
-            text, box = annotate(label, x, y, *candidates[0])
+            text, box = annotate(label, x, y, *candidates[0], colors[i] if colors else None)
         obstacles.append(box)
 
 
