@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 try:
     import fcntl
@@ -39,6 +40,7 @@ from .stats import percentile
 from .shift_suite import shift_suite
 from .runner import NO_TENSORFLOW, group_jobs, plan_jobs, run_group
 from .targets import evaluate_targets
+from .verdicts import read_export_report
 from ..edge_runtime.bundle_schema import THRESHOLD_NAMES
 
 log = logging.getLogger(__name__)
@@ -95,13 +97,8 @@ def _bench(options: BenchOptions, command: str, started: float) -> dict:
 
 def heatmap_summary(run_dir: Path) -> dict | None:
     """Heatmap fidelity and pointing game per artifact, as the export measured them (export_report.json)."""
-    import json
-
-    try:
-        export = json.loads((run_dir / "export_report.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):       # unreadable, not JSON, nested absurdly deep
-        return None
-    heatmaps = export.get("heatmaps") if isinstance(export, dict) else None
+    export = read_export_report(run_dir)
+    heatmaps = export.get("heatmaps") if export else None
     if not isinstance(heatmaps, dict) or "keras" not in heatmaps:
         return None
     rows = {r.get("format"): r.get("facts", {}).get("heatmap") for r in export.get("rows", []) if isinstance(r, dict)}
@@ -128,21 +125,23 @@ def pick_reference_dict(accuracy: list[dict]) -> dict | None:
     return next((ok[label] for label in REFERENCE_ORDER if label in ok), None)
 
 
-def write_outputs(report: dict, out_dir: str | Path, with_plots: bool = True) -> list[Path]:
+def write_outputs(report: dict, out_dir: str | Path, with_plots: bool = True, drawers: dict | None = None,
+                  write_report: Callable[[dict, Path], list[Path]] | None = None) -> list[Path]:
     """Plots (when matplotlib is installed), bench.json and bench.md, written together into out_dir under its
-    lock (taken here when run_bench did not), then the lock is released; returns the paths in out_dir."""
+    lock (taken here when run_bench did not), then the lock is released; returns the paths in out_dir.
+    drawers (file name -> draw) and write_report: another report's plots and files (several runs' compare)."""
     out_dir = Path(out_dir)
     lock_out(out_dir)
     try:
         with _staging(out_dir) as stage:
-            written = plots.write_plots(report, stage) if with_plots else []
+            written = plots.write_plots(report, stage, drawers) if with_plots else []
             report["plots"] = [p.name for p in written]
             if with_plots and importlib.util.find_spec("matplotlib") is None:
                 report["notes"].append("Plots skipped: matplotlib not installed (pip install \".[plots]\").")
-            written += report_mod.write_report(report, stage)
+            written += (write_report or report_mod.write_report)(report, stage)
             for path in written:
                 os.replace(path, out_dir / path.name)
-            for name in sorted(set(plots.PLOT_NAMES) - set(report["plots"])):   # a plot of an earlier bench
+            for name in sorted(set(drawers or plots.PLOT_NAMES) - set(report["plots"])):   # a plot of an earlier bench
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(out_dir / name)
         return [out_dir / p.name for p in written]
