@@ -1,9 +1,11 @@
-"""`fracture-edge bench RUN --data DIR`: registers the subcommand; heavy imports happen in the handler."""
+"""`fracture-edge bench RUN [RUN ...] --data DIR`: registers the subcommand; heavy imports happen in the handlers."""
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..edge_runtime.formats import DEFAULT_EXPORT_FORMATS
@@ -16,8 +18,11 @@ def register(subparsers) -> None:
         description="Benchmark the artifacts of a run folder on real images: latency (warm-up, fixed runs, "
                     "p50/p90), load and first-inference time, peak RSS (one subprocess per row), size, "
                     "accuracy/F1/AUC at the bundle's thresholds and agreement with the reference. Writes "
-                    "bench.json, bench.md and plots to --out.")
-    parser.add_argument("run", help="run folder with bundle.json and the exported artifacts")
+                    "bench.json, bench.md and plots to --out. Several run folders: each is benched in turn with "
+                    "the same options into OUT/<run name>/, then OUT gets one model x format bench.json, bench.md "
+                    "and latency_vs_auc.png of them all.")
+    parser.add_argument("run", nargs="+", metavar="RUN",
+                        help="run folder with bundle.json and the exported artifacts; several to compare them")
     parser.add_argument("--data", required=True, help="dataset folder (split/class/image) or split CSV")
     parser.add_argument("--split", default=default_option("split"),
                         help="split to evaluate on (default: %(default)s; 'all' = every image)")
@@ -36,7 +41,9 @@ def register(subparsers) -> None:
                         help="seconds of timing per row before stopping early, >= 5 runs kept (default: %(default)g)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2 warm-up, 10 runs, 24 sampled images, 5 s budget per row")
-    parser.add_argument("--out", default=None, help="output folder (default: RUN/bench/)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: RUN/bench/; several runs: bench-compare/ beside the first run, "
+                             "each run's own bench in OUT/<run name>/)")
     parser.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
     parser.add_argument("--include-rejected", action="store_true",
                         help="also measure artifacts that export rejected (RUN/rejected/), as '<format> (rejected)' rows")
@@ -53,7 +60,8 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=default_option("seed"),
                         help="seed of the random shifts and of the bootstrap CIs")
     parser.add_argument("--gate", action="store_true",
-                        help="exit 3 when the fidelity verdict rejects a compressed row (without the noise floor, which export measures)")
+                        help="exit 3 when the fidelity verdict rejects a compressed row (without the noise floor, which "
+                             "export measures); several runs: when it does in any run")
     parser.set_defaults(handler=handle_bench)
 
 
@@ -64,7 +72,7 @@ def options_from_args(args: argparse.Namespace):
     from .options import BENCH_FORMATS, BenchOptions, default_threads, parse_int_list, parse_worker_pythons
 
     threads = parse_int_list(args.threads, "--threads") if args.threads else default_threads()
-    return BenchOptions(run=args.run, data=args.data, split=args.split,
+    return BenchOptions(run=args.run[0], data=args.data, split=args.split,
                         formats=BENCH_FORMATS if args.formats.strip() == "all" else parse_formats(args.formats),
                         threads=threads, batches=parse_int_list(args.batch, "--batch"), warmup=args.warmup,
                         runs=args.runs, sample=args.sample, budget_s=args.budget, out=args.out,
@@ -75,6 +83,8 @@ def options_from_args(args: argparse.Namespace):
 
 
 def handle_bench(args: argparse.Namespace) -> int:
+    if len(args.run) > 1:
+        return handle_several(args)
     from ..edge_runtime.errors import FractureEdgeError
     from ..edge_runtime.model_card import write_model_card
     from .bench import run_bench, write_outputs
@@ -94,6 +104,47 @@ def handle_bench(args: argparse.Namespace) -> int:
         raise FractureEdgeError("no row was measured: every requested row failed or was skipped "
                                 f"(reasons in {written[-1] if written else 'the report'})")
     failures = report["gates"]["failures"]
+    if options.gate and failures:
+        print("fracture-edge: error: fidelity gate failed: " + " | ".join(failures), file=sys.stderr)
+        return 3
+    return 0
+
+
+def handle_several(args: argparse.Namespace) -> int:
+    """Every run folder checked first, then benched in turn into OUT/<name>/ under OUT's lock, then compared."""
+    from ..edge_runtime.errors import FractureEdgeError
+    from ..edge_runtime.model_card import write_model_card
+    from . import bench
+    from .compare import BenchedRun, compare_report, write_compare
+    from .gating import GATES_MISSING, gates_module
+    from .run_set import default_out, plan_runs
+    from .verdicts import read_export_report
+
+    started, options = time.perf_counter(), options_from_args(args)
+    if options.gate and gates_module() is None:
+        raise FractureEdgeError(f"--gate: {GATES_MISSING}")
+    plans = plan_runs(args.run)                      # before minutes of measuring, not after
+    out = Path(args.out or default_out(args.run[0]))
+    prepare_out_dir(str(out))
+    bench.lock_out(out)                              # held until the compare report is written
+    try:
+        command, runs = "fracture-edge " + " ".join(shlex.quote(a) for a in sys.argv[1:]), []
+        for plan in plans:
+            run_options = replace(options, run=plan.path, out=str(out / plan.name))
+            report = bench.run_bench(run_options, command=command)
+            written = bench.write_outputs(report, run_options.out_dir(), with_plots=options.plots)
+            write_model_card(plan.path)
+            print(f"{plan.title}:\n{_summary(report, written)}")
+            runs.append(BenchedRun(plan, report, read_export_report(plan.path)))
+        combined = compare_report(runs, command, time.perf_counter() - started)
+        written = write_compare(combined, out, with_plots=options.plots)
+    finally:
+        bench.unlock_out(out)
+    print(f"{len(runs)} runs compared; wrote {', '.join(str(p) for p in written)}")
+    if not any(row["status"] == "ok" for row in combined["rows"]):
+        raise FractureEdgeError(f"no row of any run was measured: every requested row failed or was skipped "
+                                f"(reasons in {out / 'bench.md'})")
+    failures = [f"{run.plan.name}: {failure}" for run in runs for failure in run.report["gates"]["failures"]]
     if options.gate and failures:
         print("fracture-edge: error: fidelity gate failed: " + " | ".join(failures), file=sys.stderr)
         return 3
