@@ -134,7 +134,8 @@ def compare_table(rows: list[dict], split: str) -> list[str]:
 
 def run_line(run: dict) -> str:
     load = run.get("load_average") or {}
-    loads = "–" if not any(load.values()) else " to ".join(_num(load.get(k), 2) for k in ("start", "end"))
+    loads = " to ".join(_num(load.get(k), 2) for k in ("start", "end")) if any(v is not None for v in load.values()) \
+        else "–"
     gates = f"; gate failures: {len(run['gate_failures'])}" if run["gate_failures"] else ""
     return (f"- [{run['name']}]({run['bench']}): {run['model']} (backbone {run.get('backbone') or '–'}), "
             f"input {run['input_px']} px, `{run['path']}`; wall time {run['wall_s']:.0f} s, load average {loads}{gates}")
@@ -149,4 +150,5 @@ def write_compare(report: dict, out_dir: str | Path, with_plots: bool = True) ->
 
 
 def write_files(report: dict, out_dir: Path) -> list[Path]:
-    return [atomic.write_json(out_dir / "bench.json", report), atomic.write_text(out_dir / "bench.md", render_markdown(report))]
+    return [atomic.write_json(out_dir / "bench.json", report),
+            atomic.write_text(out_dir / "bench.md", render_markdown(report))]

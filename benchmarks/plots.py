@@ -8,7 +8,7 @@ from typing import Callable
 
 from ..edge_runtime import atomic
 from . import stats
-from .points import AUC_METRIC, F1_METRIC, ParetoMetric, pareto_points  # noqa: F401 (pareto_points: part of this API)
+from .points import AUC_METRIC, F1_METRIC, ParetoMetric, pareto_points
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ _OFFSETS = sorted([(dx, dy) for dx in (7, 0, -7) for dy in (4, -13, 15, -24, 26,
 _NEAR_PX = 45   # a neighbour this close on the right sends a label to the left first
 
 
-def place_labels(ax, points: list[tuple[str, float, float]], fontsize: int = 8, colors: list[str] | None = None) -> None:
+def place_labels(ax, points: list[tuple[str, float, float]], fontsize: int = 8,
+                 colors: list[str] | None = None) -> None:
     """Annotate each (label, x, y) where its text overlaps no marker and no other label and stays inside the axes.
 
     Places are tried nearest first (beside, above or below, then further away); a point with a close

@@ -26,7 +26,9 @@ def batch1_rows(report: dict) -> dict[str, dict]:
     """label -> its ok batch-1 speed row with the most threads, in report order."""
     best: dict[str, dict] = {}
     for r in report["rows"]:
-        if r["status"] == "ok" and r["batch"] == 1 and (r["label"] not in best or r["threads"] > best[r["label"]]["threads"]):
+        if r["status"] != "ok" or r["batch"] != 1:
+            continue
+        if r["label"] not in best or r["threads"] > best[r["label"]]["threads"]:
             best[r["label"]] = r
     return best
 
