@@ -111,6 +111,14 @@ def test_quantize_clips_and_passes_through(spec, values, expected):
     np.testing.assert_array_equal(quantize(values, spec), expected)
 
 
+def test_raw_pixel_quantize_rounds_and_clips_like_the_general_path():
+    spec = TensorSpec("x", (1,), np.dtype(np.uint8), 1.0, 0)
+    values = np.array([-3.0, 0.4, 0.5, 1.5, 2.5, 127.49, 254.6, 255.0, 400.0], dtype=np.float32)
+    general = np.clip(np.round(values.astype(np.float64)), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(quantize(values, spec), general)
+    np.testing.assert_array_equal(quantize(values, spec), [0, 0, 0, 2, 2, 127, 255, 255, 255])
+
+
 @pytest.mark.parametrize("choice, name, value", [
     (None, "balanced", 0.5), ("balanced", "balanced", 0.5), ("screening", "screening", 0.25),
     ("0.7", "custom", 0.7), (0.1, "custom", 0.1),
