@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from .dynamic_range import _op_names, _text, weighted_ops
+from .dynamic_range import weighted_ops
+from .tflite_graph import schema, text
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +82,13 @@ def _geometry(options, weights_shape) -> ConvGeometry | None:
         return ConvGeometry()
     if getattr(options, "dilationHFactor", 1) != 1 or getattr(options, "dilationWFactor", 1) != 1:
         return None
-    schema, _ = _op_names()
     return ConvGeometry((int(weights_shape[1]), int(weights_shape[2])), (options.strideH, options.strideW),
-                        options.padding == schema.Padding.SAME)
+                        options.padding == schema().Padding.SAME)
 
 
 def _tensor_array(model, tensor) -> np.ndarray:
-    schema, _ = _op_names()
-    dtype = {schema.TensorType.INT8: np.int8, schema.TensorType.FLOAT32: np.float32}[tensor.type]
+    types = schema().TensorType
+    dtype = {types.INT8: np.int8, types.FLOAT32: np.float32}[tensor.type]
     return np.frombuffer(bytes(model.buffers[tensor.buffer].data), dtype).reshape(tuple(tensor.shape))
 
 
@@ -123,7 +123,7 @@ def bias_shifts(dynamic: bytes, float_model: bytes, pixels: np.ndarray,
     model = flatbuffer_utils.convert_bytearray_to_object(dynamic)
     reference = flatbuffer_utils.convert_bytearray_to_object(float_model)
     graph, ref_graph = model.subgraphs[0], reference.subgraphs[0]
-    ref_by_output = {_text(ref_graph.tensors[op.outputs[0]].name): op for op in ref_graph.operators}
+    ref_by_output = {text(ref_graph.tensors[op.outputs[0]].name): op for op in ref_graph.operators}
     plans = {}   # op name -> (delta weights, geometry, name of its input in the float model)
     for weighted in weighted_ops(model):
         op, ref_op = graph.operators[weighted.index], ref_by_output.get(weighted.name)
@@ -135,7 +135,7 @@ def bias_shifts(dynamic: bytes, float_model: bytes, pixels: np.ndarray,
         scale = np.asarray(tensor.quantization.scale, np.float64)
         scale = scale.reshape((-1,) + (1,) * (len(tensor.shape) - 1)) if scale.size > 1 else scale
         delta = _tensor_array(model, tensor) * scale - _tensor_array(reference, ref_graph.tensors[ref_op.inputs[1]])
-        plans[weighted.name] = (delta, geometry, _text(ref_graph.tensors[ref_op.inputs[0]].name))
+        plans[weighted.name] = (delta, geometry, text(ref_graph.tensors[ref_op.inputs[0]].name))
     means = input_means(float_model, pixels, sorted({plan[2] for plan in plans.values()}), progress)
     return {name: channel_shifts(delta, means[source], geometry)
             for name, (delta, geometry, source) in plans.items()}
@@ -146,7 +146,7 @@ def apply_shifts(dynamic: bytes, shifts: dict[str, np.ndarray]) -> bytes:
     gets its own bias tensor: the converter shares identical biases, e.g. zeros, between ops)."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    schema, _ = _op_names()
+    tflite = schema()
     model = flatbuffer_utils.convert_bytearray_to_object(dynamic)
     graph = model.subgraphs[0]
     for weighted in weighted_ops(model):
@@ -155,12 +155,12 @@ def apply_shifts(dynamic: bytes, shifts: dict[str, np.ndarray]) -> bytes:
         op, shift = graph.operators[weighted.index], shifts[weighted.name]
         old = graph.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
         bias = np.zeros(len(shift), np.float64) if old is None else _tensor_array(model, old).astype(np.float64)
-        buffer = schema.BufferT()
+        buffer = tflite.BufferT()
         buffer.data = np.frombuffer((bias - shift).astype(np.float32).tobytes(), np.uint8)
         model.buffers.append(buffer)
-        tensor = schema.TensorT()
+        tensor = tflite.TensorT()
         tensor.name, tensor.shape, tensor.type = f"{weighted.name}/corrected_bias".encode(), [len(shift)], \
-            schema.TensorType.FLOAT32
+            tflite.TensorType.FLOAT32
         tensor.buffer = len(model.buffers) - 1
         graph.tensors.append(tensor)
         inputs = list(op.inputs) + [-1] * (3 - len(op.inputs))

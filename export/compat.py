@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .tflite_graph import builtin_code, builtin_names, schema, text
+
 TARGET = "tflite-runtime 2.14"
 TARGET_VERSION = (2, 14, 0)
 
@@ -40,30 +42,27 @@ class Compatibility:
 
 def tflite_operator_versions(path) -> tuple[dict[str, int], str | None]:
     """({op name: highest version used}, the converter's min_runtime_version metadata or None)."""
-    from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(path))
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     ops: dict[str, int] = {}
     for code in model.operatorCodes:
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        name = names.get(builtin, f"BUILTIN_{builtin}") if builtin != schema.BuiltinOperator.CUSTOM \
-            else f"CUSTOM:{(code.customCode or b'').decode(errors='replace')}"
+        builtin = builtin_code(code)
+        name = builtin_names().get(builtin, f"BUILTIN_{builtin}") if builtin != schema().BuiltinOperator.CUSTOM \
+            else f"CUSTOM:{text(code.customCode)}"
         ops[name] = max(ops.get(name, 0), int(code.version))
     return ops, _metadata_text(model, "min_runtime_version")
 
 
 def _metadata_text(model, key: str) -> str | None:
     for entry in model.metadata or ():
-        name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
-        if name == key:
+        if text(entry.name) == key:
             return bytes(model.buffers[entry.buffer].data).rstrip(b"\x00").decode(errors="replace")
     return None
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(".") if p.isdigit())
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".") if p.isdigit())
 
 
 def judge(ops: dict[str, int], min_runtime: str | None) -> Compatibility:

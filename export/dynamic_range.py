@@ -20,9 +20,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-log = logging.getLogger(__name__)
-
 from .int8_census import WEIGHTED_OPS
+from .tflite_graph import op_name, schema, text
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,32 +70,20 @@ class FloatChoice:
                 "largest_layer_errors": {k: round(float(np.sqrt(v)), 4) for k, v in ranked[:12]}}
 
 
-def _op_names():
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return schema, {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-
-def _text(name) -> str:
-    return name.decode() if isinstance(name, bytes) else str(name)
-
-
 def weighted_ops(model) -> list[WeightedOp]:
     """The int8-weight conv/dense ops of a flatbuffer model object, in graph order, with their costs."""
-    schema, names = _op_names()
     graph, out = model.subgraphs[0], []
     for index, op in enumerate(graph.operators):
-        code = model.operatorCodes[op.opcodeIndex]
-        if names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) not in WEIGHTED_OPS or len(op.inputs) < 2:
+        if op_name(model, op) not in WEIGHTED_OPS or len(op.inputs) < 2:
             continue
         weights = graph.tensors[op.inputs[1]]
-        if weights.type != schema.TensorType.INT8:
+        if weights.type != schema().TensorType.INT8:
             continue
         output = graph.tensors[op.outputs[0]]
         count = int(np.prod(weights.shape))
         # each weight is used once per output position (per output channel of a depthwise conv)
         positions = int(np.prod(output.shape[1:-1])) if len(output.shape) > 2 else 1
-        out.append(WeightedOp(index, _text(output.name), count, count * positions))
+        out.append(WeightedOp(index, text(output.name), count, count * positions))
     return out
 
 
@@ -105,11 +94,11 @@ class FloatRestorer:
         from tensorflow.lite.tools import flatbuffer_utils
 
         self._utils = flatbuffer_utils
-        schema, _ = _op_names()
+        tflite = schema()
         self.model = flatbuffer_utils.convert_bytearray_to_object(dynamic)
         reference = flatbuffer_utils.convert_bytearray_to_object(float_model)
         ref_graph = reference.subgraphs[0]
-        ref_by_output = {_text(ref_graph.tensors[op.outputs[0]].name): op for op in ref_graph.operators}
+        ref_by_output = {text(ref_graph.tensors[op.outputs[0]].name): op for op in ref_graph.operators}
         graph = self.model.subgraphs[0]
         self.ops = weighted_ops(self.model)
         self._states = {}   # name -> (weight tensor, int8 state, float state)
@@ -118,14 +107,14 @@ class FloatRestorer:
             ref_op = ref_by_output.get(op.name)
             source = ref_graph.tensors[ref_op.inputs[1]] if ref_op is not None and len(ref_op.inputs) > 1 else None
             data = reference.buffers[source.buffer].data if source is not None else None
-            if data is None or source.type != schema.TensorType.FLOAT32 or list(source.shape) != list(weights.shape):
+            if data is None or source.type != tflite.TensorType.FLOAT32 or list(source.shape) != list(weights.shape):
                 log.debug("%s: no constant float32 weights in the float model; stays int8", op.name)
                 continue
-            buffer = schema.BufferT()
+            buffer = tflite.BufferT()
             buffer.data = np.frombuffer(bytes(data), np.uint8)
             self.model.buffers.append(buffer)
             self._states[op.name] = (weights, (weights.buffer, weights.type, weights.quantization),
-                                     (len(self.model.buffers) - 1, schema.TensorType.FLOAT32, None))
+                                     (len(self.model.buffers) - 1, tflite.TensorType.FLOAT32, None))
         self.candidates = [op for op in self.ops if op.name in self._states]
 
     def build(self, float_names: Sequence[str]) -> bytes:

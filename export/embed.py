@@ -16,6 +16,7 @@ from fracture_edge.edge_runtime import atomic
 from fracture_edge.edge_runtime.bundle import validate_bundle
 from fracture_edge.edge_runtime.embedded import METADATA_KEY
 from fracture_edge.edge_runtime.formats import format_for_file
+from fracture_edge.export.tflite_graph import text
 
 
 def embed_bundle(path: str | os.PathLike, bundle: dict) -> None:
@@ -51,9 +52,9 @@ def _embed_tflite(path: Path, payload: bytes) -> bytes:
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(payload, dtype=np.uint8)
-    metadata = [m for m in (model.metadata or []) if _name(m.name) != METADATA_KEY]
+    metadata = [m for m in (model.metadata or []) if text(m.name) != METADATA_KEY]
     for entry in model.metadata or []:
-        if _name(entry.name) == METADATA_KEY:
+        if text(entry.name) == METADATA_KEY:
             model.buffers[entry.buffer].data = None  # orphan the old payload; an empty buffer is valid
     model.buffers.append(buffer)
     entry = schema.MetadataT()
@@ -61,10 +62,6 @@ def _embed_tflite(path: Path, payload: bytes) -> bytes:
     entry.buffer = len(model.buffers) - 1
     model.metadata = metadata + [entry]
     return flatbuffer_utils.convert_object_to_bytearray(model)
-
-
-def _name(name: bytes | str | None) -> str:
-    return name.decode("utf-8") if isinstance(name, bytes) else (name or "")
 
 
 def _embed_onnx(path: Path, payload: bytes) -> bytes:

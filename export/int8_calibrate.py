@@ -17,6 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from .tflite_export import make_converter, pin_input_range
+from .tflite_graph import op_code, schema, text
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +68,11 @@ def record_ranges(model_bytes: bytes, pixels: np.ndarray) -> bytes:
 def classifier_ops(model_bytes: bytes) -> tuple[str, ...]:
     """Output names of the ops that read the last MEAN (global average pool), directly or not: the classifier
     and its sigmoid. An extra output branching off before the pool (the heatmap) is not among them."""
-    from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(model_bytes)
     graph = model.subgraphs[0]
-    codes = [max(model.operatorCodes[op.opcodeIndex].builtinCode,
-                 model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode) for op in graph.operators]
-    means = [i for i, code in enumerate(codes) if code == schema.BuiltinOperator.MEAN]
+    means = [i for i, op in enumerate(graph.operators) if op_code(model, op) == schema().BuiltinOperator.MEAN]
     if not means:
         return ()
     reached = {int(t) for t in graph.operators[means[-1]].outputs}
@@ -82,7 +80,7 @@ def classifier_ops(model_bytes: bytes) -> tuple[str, ...]:
     for op in graph.operators[means[-1] + 1:]:
         if reached & {int(t) for t in op.inputs}:
             reached |= {int(t) for t in op.outputs}
-            head.append(graph.tensors[op.outputs[0]].name.decode())
+            head.append(text(graph.tensors[op.outputs[0]].name))
     return tuple(head)
 
 
@@ -104,14 +102,12 @@ def quantize_calibrated(calibrated: bytes, denylist: tuple[str, ...] = ()) -> by
 
 def concat_range_violations(model_bytes: bytes) -> list[str]:
     """CONCATENATION outputs whose recorded range is not the union of their inputs' (a calibration bug)."""
-    from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(model_bytes)
     graph, bad = model.subgraphs[0], []
     for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.CONCATENATION:
+        if op_code(model, op) != schema().BuiltinOperator.CONCATENATION:
             continue
         inputs = [graph.tensors[i].quantization for i in op.inputs]
         out = graph.tensors[op.outputs[0]]

@@ -5,6 +5,7 @@ import os
 from collections import Counter
 
 from ..edge_runtime.formats import format_for_file
+from .tflite_graph import op_name, schema
 
 EDGE_OPS = {"QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear"}
 GLOBAL_POOLS = {"MEAN", "GlobalAveragePool", "ReduceMean"}
@@ -93,21 +94,18 @@ def dynamic_range_census(path: str | os.PathLike) -> dict:
     Read from the flatbuffer (the converter's graph, before any delegate rewrites it). Activations of a
     dynamic-range model are float32 by design; XNNPACK quantizes them per image at run time.
     """
-    from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(os.fspath(path))
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     graph = model.subgraphs[0]
     int8_ops, float_ops = Counter(), Counter()
     weight_bytes = Counter()
     for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
+        name = op_name(model, op)
         if name not in WEIGHTED_OPS or len(op.inputs) < 2:
             continue
         weights = graph.tensors[op.inputs[1]]
-        is_int8 = weights.type == schema.TensorType.INT8
+        is_int8 = weights.type == schema().TensorType.INT8
         (int8_ops if is_int8 else float_ops)[name] += 1
         data = model.buffers[weights.buffer].data
         weight_bytes["int8" if is_int8 else "float"] += 0 if data is None else len(data)
