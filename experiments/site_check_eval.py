@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +49,14 @@ SOURCES = {   # name -> (what it is, predicate on a Sample)
 }
 
 
-def all_features(clf, samples, cache: Path) -> np.ndarray:
+def all_features(clf, dims: int, samples, cache: Path) -> np.ndarray:
     """(N, D) features of every sample through `clf` (cached in `cache`; a sample that fails to decode is NaN)."""
     paths = [str(s.path) for s in samples]
     if cache.is_file():
         stored = np.load(cache)
         if list(stored["paths"]) == paths:
             return stored["features"]
-    out = np.full((len(paths), clf.site.features), np.nan, np.float32)
+    out = np.full((len(paths), dims), np.nan, np.float32)
     starts = range(0, len(paths), BATCH)
     for start in progress(starts, f"features through {clf.format.name}", len(starts)):
         pixels, kept, failures = load_batch(paths[start:start + BATCH], clf.contract)
@@ -87,24 +88,39 @@ def verdicts(flags: np.ndarray, draws: np.ndarray) -> np.ndarray:
     return np.array([judge_site(flags[d]).verdict == "different" for d in draws])
 
 
-def shipped_fit(fit: np.ndarray, val_home: np.ndarray, seed: int) -> tuple:
-    """The shipped site model (64 components, the subspace distance); val is not used."""
-    return fit_site_model(fit, seed=seed), {"method": "shipped (subspace)"}
+@dataclass(frozen=True)
+class Design:
+    """A site-model design measured on the own sources (docs/site-check.md)."""
+
+    label: str
+    residual: bool = True          # probabilistic PCA (K chosen on val-home images), else the 64-component subspace
+    images: int = SITE_IMAGES      # training images of the home source it is fitted on (0: every one)
+    feature_map: str = "identity"  # applied to every feature vector before fitting and scoring
 
 
-def residual_fit(fit: np.ndarray, val_home: np.ndarray, seed: int) -> tuple:
-    """The second design (docs/site-check.md): probabilistic PCA, K by the mean log-likelihood of val-home images
-    (edge_runtime/site_components.py, as export chooses it)."""
+FEATURE_MAPS = {"identity": lambda x: x, "sqrt": lambda x: np.sqrt(np.maximum(x, 0.0))}
+DESIGNS = {
+    "shipped": Design("shipped (subspace)", residual=False),
+    "residual": Design("residual"),
+    # the third design (docs/site-check.md, written 2026-12-06 before it ran)
+    "residual-all": Design("residual, every training image", images=0),
+    "residual-sqrt": Design("residual, sqrt features", feature_map="sqrt"),
+    "residual-sqrt-all": Design("residual, sqrt features, every training image", images=0, feature_map="sqrt"),
+}
+
+
+def fit_design(design: Design, fit: np.ndarray, val_home: np.ndarray, seed: int) -> tuple:
+    """(the site model, how it was chosen) of `design` on mapped features; for the residual designs K is chosen by
+    the mean log-likelihood of the val-home images (edge_runtime/site_components.py, as export chooses it)."""
+    if not design.residual:
+        return fit_site_model(fit, seed=seed), {"method": design.label}
     if not len(val_home):
         raise SystemExit("the residual design needs val images of the home source to choose K")
     choice = choose_components(fit, val_home, seed)
     if choice is None:
         raise SystemExit(f"the residual design: no candidate K fits {fit.shape[0]} images of {fit.shape[1]} features")
-    return choice.model, {"method": f"residual, K={choice.components}", "components": choice.components,
+    return choice.model, {"method": f"{design.label}, K={choice.components}", "components": choice.components,
                           "val_log_likelihood": choice.log_likelihood}
-
-
-DESIGNS = {"shipped": shipped_fit, "residual": residual_fit}
 
 
 def per_k_auroc(fit: np.ndarray, home: np.ndarray, other: np.ndarray, seed: int) -> dict:
@@ -118,20 +134,23 @@ def source_rows(samples, features: dict[str, np.ndarray], seed: int, design: str
     """The own-built sources: refit on the reference format's home training features, judge every format."""
     rows = {}
     split = np.array([s.split for s in samples])
+    how_fit = DESIGNS[design]
+    mapped = FEATURE_MAPS[how_fit.feature_map]
+    features = {fmt: mapped(f) for fmt, f in features.items()}
     reference = features[REFERENCE]
     for name, (what, is_source) in SOURCES.items():
         source = np.array([is_source(s) for s in samples])
         ok = np.isfinite(reference).all(axis=1)
         train_home = np.flatnonzero((split == "train") & ~source & ok)
-        chosen = np.random.default_rng(seed).permutation(train_home)[:SITE_IMAGES]
+        chosen = np.random.default_rng(seed).permutation(train_home)[:how_fit.images or None]
         val_home = np.flatnonzero((split == "val") & ~source & ok)
-        site, how = DESIGNS[design](reference[chosen], reference[val_home], seed)
+        site, how = fit_design(how_fit, reference[chosen], reference[val_home], seed)
         home = np.flatnonzero((split == "test") & ~source & ok)
         other = np.flatnonzero(source & ok)
         home_draws, other_draws = folder_draws(home.size, seed), folder_draws(other.size, seed + 1)
         row = {"what": what, "design": how, "fit_images": int(chosen.size), "home_test_images": int(home.size),
                "source_images": int(other.size), "formats": {}}
-        if design == "residual":
+        if how_fit.residual:
             row["auroc_per_k"] = per_k_auroc(reference[chosen], reference[home], reference[other], seed)
         for fmt, feats in features.items():
             d_home, d_other = site.distances(feats[home]), site.distances(feats[other])
@@ -151,22 +170,22 @@ def source_rows(samples, features: dict[str, np.ndarray], seed: int, design: str
     return rows
 
 
-def shift_rows(clf, samples, seed: int) -> dict:
-    """The shipped site model on FracAtlas test through every shift of the suite."""
+def shift_rows(clf, site: SiteModel, samples, seed: int) -> dict:
+    """The run's site model on FracAtlas test through every shift of the suite, from `clf`'s features."""
     paths = [str(s.path) for s in samples if s.split == "test"]
     pixels, kept, failures = load_batch(paths, input_contract(clf.bundle))
 
     def distances(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([clf.site.distances(clf.outputs(x[i:i + BATCH], (FEATURES,))[1][FEATURES]
-                                                  .reshape(-1, clf.site.features)) for i in range(0, len(x), BATCH)])
+        return np.concatenate([site.distances(clf.outputs(x[i:i + BATCH], (FEATURES,))[1][FEATURES]
+                                              .reshape(-1, site.features)) for i in range(0, len(x), BATCH)])
 
     base = distances(pixels)
-    base_flags = clf.site.scores_of_distances(base) < clf.site.flag_below
+    base_flags = site.scores_of_distances(base) < site.flag_below
     rows = {"test": {"flagged": float(base_flags.mean()),
                      "folders_like": float(1 - verdicts(base_flags, folder_draws(base.size, seed)).mean())}}
     for name in progress(list(SHIFTS), f"shift suite through {clf.format.name}", len(SHIFTS)):
         d = distances(apply_shift(name, pixels, seed=seed))
-        flags = clf.site.scores_of_distances(d) < clf.site.flag_below
+        flags = site.scores_of_distances(d) < site.flag_below
         rows[name] = {"kind": "stability probe" if name in STABILITY_PROBES else "acquisition",
                       "auroc": roc_auc(np.r_[np.zeros(base.size), np.ones(d.size)], np.r_[base, d]),
                       "flagged": float(flags.mean()),
@@ -208,22 +227,41 @@ def scoring_cost_ms(site: SiteModel, repeats: int = 2000) -> float:
     return float(np.median(times) * 1000)
 
 
-def evaluate(run: str, formats: list[str], data: str | None, out: Path, seed: int, shifts: bool) -> dict:
-    clfs = {fmt: open_classifier(run, format=fmt, integrity="require") for fmt in formats}
-    for fmt, clf in clfs.items():
-        if clf.site is None:
-            raise SystemExit(f"{run}: {fmt} has no site model (export the run with this version)")
+def open_format(run: str, fmt: str) -> tuple[str, object]:
+    """(row label, classifier) of the run's `fmt` artifact; one export rejected (RUN/rejected/, checked against the
+    export report as bench checks it) is opened with its embedded bundle and labelled '<format> (rejected)'."""
+    from ..benchmarks.predictors import verify_rejected
+    from ..benchmarks.runner import REJECTED_DIR
+    from ..benchmarks.targets import rejected_label
+    from ..edge_runtime.artifacts import artifact_file
+    from ..edge_runtime.bundle import load_bundle
+    from ..edge_runtime.formats import get_format
+
+    folder = Path(run)
+    rejected = folder / REJECTED_DIR / get_format(fmt).filename
+    if folder.is_dir() and not artifact_file(load_bundle(folder), folder, get_format(fmt)).is_file() \
+            and rejected.is_file():
+        verify_rejected(str(rejected), run, "require")
+        return rejected_label(fmt), open_classifier(rejected, integrity="trust-embedded")
+    return fmt, open_classifier(run, format=fmt, integrity="require")
+
+
+def evaluate(run: str, formats: list[str], data: str | None, out: Path, seed: int, shifts: bool,
+             designs: tuple[str, ...] = tuple(DESIGNS)) -> dict:
+    clfs = dict(open_format(run, fmt) for fmt in formats)
     reference = clfs[REFERENCE]
+    if reference.site is None:
+        raise SystemExit(f"{run}: no site model (export the run with this version)")
     source = data or (reference.bundle.get("data") or {}).get("source")
     samples = read_dataset(source)
-    features = {fmt: all_features(clf, samples, out / f"features_{fmt}.npz") for fmt, clf in clfs.items()}
+    features = {fmt: all_features(clf, reference.site.features, samples, out / f"features_{fmt.replace(' (rejected)', '-rejected')}.npz")
+                for fmt, clf in clfs.items()}
     shipped, scored_with = shipped_site_model(reference, samples, features[REFERENCE], seed)
     result = {"run": run, "data": str(source), "formats": formats, "site_size": SITE_SIZE, "draws": DRAWS,
               "seed": seed, "scoring_ms_per_image": scoring_cost_ms(shipped), "scoring_model": scored_with,
-              "sources": source_rows(samples, features, seed),
-              "sources_residual": source_rows(samples, features, seed, design="residual")}
+              "designs": {design: source_rows(samples, features, seed, design=design) for design in designs}}
     if shifts:
-        result["shifts"] = {fmt: shift_rows(clf, samples, seed) for fmt, clf in clfs.items()}
+        result["shifts"] = {fmt: shift_rows(clf, reference.site, samples, seed) for fmt, clf in clfs.items()}
     return result
 
 
@@ -234,15 +272,17 @@ def markdown(result: dict) -> str:
              f"{_scored_with(result.get('scoring_model'))}.", "",
              "| source | format | fit on | AUROC | home test flagged | source flagged | home folders 'like' "
              "| source folders 'different' | verdicts unlike fp32 |", "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
-    for name, row in [(f"{n} [{r['design']['method']}]", r) for key in ("sources", "sources_residual")
-                      for n, r in result.get(key, {}).items()]:
+    rows_by_design = result.get("designs", {})
+    for name, row in [(f"{n} [{r['design']['method']}]", r) for rows in rows_by_design.values()
+                      for n, r in rows.items()]:
         for fmt, c in row["formats"].items():
             lines.append(f"| {name} ({row['source_images']}: {row['what']}) | {fmt} | {row['fit_images']} | "
                          f"{c['auroc']:.3f} | {c['home_flagged']:.1%} | {c['source_flagged']:.1%} | "
                          f"{c['home_folders_like']:.1%} | {c['source_folders_different']:.1%} | "
                          f"{c['folders_unlike_reference']} |")
-    for name, row in result.get("sources_residual", {}).items():
-        lines += ["", f"{name}, residual design: val-home log-likelihood per K "
+    for name, row in [(f"{n}, {r['design']['method']}", r) for rows in rows_by_design.values()
+                      for n, r in rows.items() if "auroc_per_k" in r]:
+        lines += ["", f"{name}: val-home log-likelihood per K "
                   + ", ".join(f"{k}: {v:.0f}" for k, v in row["design"]["val_log_likelihood"].items())
                   + f" (chosen K={row['design']['components']}); AUROC per K, a report only: "
                   + ", ".join(f"{k}: {v:.3f}" for k, v in row["auroc_per_k"].items())]
@@ -272,12 +312,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-shifts", action="store_true", help="skip the shift suite (a model run per shift)")
+    parser.add_argument("--designs", default=",".join(DESIGNS),
+                        help=f"comma-separated site-model designs to measure (of {', '.join(DESIGNS)})")
     args = parser.parse_args(argv)
+    designs = tuple(d for d in args.designs.split(",") if d)
+    unknown = [d for d in designs if d not in DESIGNS]
+    if unknown:
+        parser.error(f"unknown design(s) {', '.join(unknown)}: choose from {', '.join(DESIGNS)}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     formats = [REFERENCE] + [f for f in args.formats.split(",") if f and f != REFERENCE]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = evaluate(args.run, formats, args.data, out, args.seed, not args.no_shifts)
+    result = evaluate(args.run, formats, args.data, out, args.seed, not args.no_shifts, designs)
     atomic.write_json(out / "site_eval.json", result)
     atomic.write_text(out / "site_eval.md", markdown(result))
     print(markdown(result))

@@ -138,3 +138,14 @@ def test_serve_answers_carry_the_site_check(tiny_export):
     expected = clf.predict_file(image).in_distribution
     assert answer["in_distribution"]["score"] == pytest.approx(expected, abs=1e-4)
     assert answer["in_distribution"]["outside_training_data"] == (expected < 0.05)
+
+
+def test_the_own_check_opens_every_exported_format_and_the_rejected_ones_from_rejected(tiny_export):
+    """experiments/site_check_eval.open_format: a passing artifact through the run's bundle, one export rejected
+    from RUN/rejected/ (checked against the export report), labelled '<format> (rejected)'."""
+    from fracture_edge.experiments.site_check_eval import open_format
+
+    for row in tiny_export.rows:
+        label, clf = open_format(str(tiny_export.run), row.format)
+        assert clf.path == tiny_export.run / row.file
+        assert label == (row.format if row.ok else f"{row.format} (rejected)")

@@ -111,3 +111,26 @@ def test_the_cost_row_times_the_shipped_ppca_model_at_its_chosen_k():
     own = SimpleNamespace(bundle={"site_model": {"method": "ppca", "components": 16, "residual_scale": 0.5}}, site=site)
     assert shipped_site_model(own, samples, features, seed=0) == (site, {
         "method": "ppca", "components": 16, "residual_scale": 0.5, "model": "the run's bundle"})
+
+
+def test_the_sqrt_design_is_the_residual_design_on_square_rooted_features():
+    samples, features = constructed(far=8.0)
+    positive = np.abs(features) + 0.1
+    by_sqrt = source_rows(samples, {REFERENCE: positive ** 2}, seed=0, design="residual-sqrt")
+    by_hand = source_rows(samples, {REFERENCE: positive}, seed=0, design="residual")
+    for name in SOURCES:
+        assert by_sqrt[name]["formats"][REFERENCE] == pytest.approx(by_hand[name]["formats"][REFERENCE], rel=1e-4)
+        assert by_sqrt[name]["design"]["components"] == by_hand[name]["design"]["components"]
+        assert "sqrt" in by_sqrt[name]["design"]["method"] and "sqrt" not in by_hand[name]["design"]["method"]
+
+
+def test_the_every_image_design_fits_on_every_home_training_image_and_the_others_on_the_cap(monkeypatch):
+    from fracture_edge.experiments import site_check_eval
+
+    samples, features = constructed(far=8.0)
+    monkeypatch.setitem(site_check_eval.DESIGNS, "residual", site_check_eval.Design("residual", images=200))
+    capped = source_rows(samples, {REFERENCE: features}, seed=0, design="residual")
+    every = source_rows(samples, {REFERENCE: features}, seed=0, design="residual-all")
+    for name in SOURCES:
+        assert capped[name]["fit_images"] == 200
+        assert every[name]["fit_images"] == 400 + 40 * (name == "another-device")   # every home training image
