@@ -1,7 +1,7 @@
 """How well the site check (issue 22) tells FracAtlas from sources it has not seen, on data we have.
 
     python -m fracture_edge.experiments.site_check_eval runs/fracatlas-320 --out runs/fracatlas-320/site_eval \
-        [--formats tflite-fp32,tflite-int8-dynamic] [--no-shifts]
+        [--formats tflite-fp32,tflite-int8-dynamic,tflite-int8] [--designs shipped,residual] [--no-shifts]
 
 The design is in docs/site-check.md ("Our own check of it"), written before this ran on the default model:
 - two "other sources" from what split.csv records: another detector (originals not 373x454) and another body
@@ -9,7 +9,10 @@ The design is in docs/site-check.md ("Our own check of it"), written before this
   SITE_IMAGES seeded training images WITHOUT that source; per-image AUROC (home test vs the source, every
   split), share flagged, and the share of seeded 50-image folders judged right;
 - the shipped site model on the shift suite (acquisition shifts: reports; stability probes: must be "like");
-- per format: the same folders' verdicts from that format's features, and how many differ from tflite-fp32;
+- each named design (DESIGNS: the subspace distance, the shipped ppca, and the third design's candidates) is
+  refitted per source on the same images and reported side by side;
+- per format: the same folders' verdicts from that format's features, and how many differ from tflite-fp32 (an
+  artifact export rejected is read from RUN/rejected/ and labelled so);
 - the per-image scoring cost of the model export ships ("ppca" at its chosen K, the residual term included).
 Features of every image are cached per format in --out (features_<format>.npz).
 """
