@@ -59,6 +59,9 @@ def _register_train(subparsers) -> None:
     p.add_argument("--stability", type=float, default=d.stability,
                    help="weight of a logit-consistency term between each training view and its +-1 grey-level "
                         "dithered copy (0 = off; caches one more copy of every view; docs/training.md)")
+    p.add_argument("--stem-lowpass", action="store_true",
+                   help="put a fixed 3x3 binomial low-pass in the graph before the first convolution (issue 21: the "
+                        "model then reads less of a pixel-level noise; docs/robustness.md)")
     p.add_argument("--teacher", default=d.teacher, metavar="RUN",
                    help="distil from this trained run: its logits on the training images (never val/test) join "
                         "the labels in the loss (train/distill.py)")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from ..edge_runtime.errors import FractureEdgeError
 from .backbones import DEFAULT_BACKBONE, NORMALIZATION_LAYER, get_backbone
 
@@ -14,22 +16,27 @@ log = logging.getLogger(__name__)
 
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "fracture_prob"
+STEM_LOWPASS_LAYER = "stem_lowpass"
 FEATURE_LAYER = "avg_pool"        # pooled features (1024-d DenseNet121, 1280-d MobileNetV2): stage 1 trains the head on these
 # Cached input of each trainable tail of the default backbone (train/backbones.py has every backbone's)
 FINETUNE_FROM = get_backbone(DEFAULT_BACKBONE).tails
 
 
-def build_model(size: int, weights: str = "none", dropout: float = 0.3, backbone: str = DEFAULT_BACKBONE):
+def build_model(size: int, weights: str = "none", dropout: float = 0.3, backbone: str = DEFAULT_BACKBONE,
+                stem_lowpass: bool = False):
     """Backbone + head taking (size, size, 3) float pixels in 0..255, returning P(fractured).
 
     weights: 'none' (random), 'imagenet' (Keras downloads them; needs internet) or a path to the backbone's
     no-top weights file (e.g. ../shared/weights/densenet121_imagenet_notop.weights.h5).
+    stem_lowpass: a fixed 3x3 binomial low-pass (stem_lowpass_layer) between the normalization and the backbone.
     """
     import keras
 
     row = get_backbone(backbone)
     inputs = keras.Input((size, size, 3), name=INPUT_NAME, dtype="float32")
     x = keras.layers.Rescaling(scale=list(row.scale), offset=list(row.offset), name=NORMALIZATION_LAYER)(inputs)
+    if stem_lowpass:
+        x = stem_lowpass_layer()(x)
     base = row.build(weights=None, input_tensor=x)
     features = keras.layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(base.output)
     features = keras.layers.Dropout(dropout, name="head_dropout")(features)
@@ -37,6 +44,24 @@ def build_model(size: int, weights: str = "none", dropout: float = 0.3, backbone
     model = keras.Model(inputs, outputs, name=f"fracture_{row.constructor.lower()}")
     _load_backbone_weights(model, size, weights, row)
     return model
+
+
+def binomial_kernel() -> np.ndarray:
+    """(3, 3, 3, 1) depthwise kernel: [1, 2, 1] / 4 along rows times the same along columns, per channel."""
+    taps = np.array([1.0, 2.0, 1.0], np.float32) / 4
+    return np.repeat(np.outer(taps, taps)[:, :, None, None], 3, axis=2)
+
+
+def stem_lowpass_layer():
+    """A frozen 3x3 binomial low-pass per channel (issue 21, docs/robustness.md): a built-in DepthwiseConv2D, so
+    every converter and the runtime need nothing new. It sits after the normalization, so its zero padding is the
+    mean colour (and export's normalization fold, which needs the padding right after it, is skipped)."""
+    import keras
+
+    layer = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=STEM_LOWPASS_LAYER, trainable=False)
+    layer.build((None, None, None, 3))
+    layer.set_weights([binomial_kernel()])
+    return layer
 
 
 def _load_backbone_weights(model, size: int, weights: str, row) -> None:

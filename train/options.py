@@ -27,6 +27,7 @@ class TrainOptions:
     patience: int = 2                 # early stopping on validation AUC
     dropout: float = 0.3
     stability: float = 0.0            # weight of the logit-consistency term against a dithered copy (0 = off)
+    stem_lowpass: bool = False        # a fixed 3x3 binomial low-pass in the graph before the first convolution
     teacher: str = ""                 # run folder of a trained model whose logits on the training images are distilled
     distill_alpha: float = 0.5        # loss = alpha * BCE(labels) + (1 - alpha) * T^2 * BCE(teacher/T, student/T)
     distill_temperature: float = 2.0

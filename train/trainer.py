@@ -117,7 +117,7 @@ def train(opts: TrainOptions) -> RunSummary:
     contract = InputContract(size=opts.size, normalization=get_backbone(opts.backbone).normalization)
     splits, data_report = load_splits(opts, contract)
     teacher, distillation = distill.teacher_targets(opts.teacher, splits["train"]) if opts.teacher else (None, None)
-    model = build_model(opts.size, opts.weights, opts.dropout, opts.backbone)
+    model = build_model(opts.size, opts.weights, opts.dropout, opts.backbone, stem_lowpass=opts.stem_lowpass)
     if opts.weights == "none":
         rng = np.random.default_rng(opts.seed)
         estimate_batchnorm_statistics(model, splits["train"].pixels[rng.permutation(len(splits["train"].targets))])
