@@ -67,3 +67,37 @@ def test_each_backbone_builds_with_in_graph_preprocessing_and_named_layers(name)
     expected = {"densenet121": ([-2.1179, -2.0357, -1.8044], [2.2489, 2.4286, 2.64]),
                 "mobilenetv2-0.35": ([-1.0] * 3, [1.0] * 3)}[name]
     assert np.allclose(ends, expected, atol=1e-3)
+
+
+def test_the_stem_lowpass_flag_reaches_the_options_and_is_off_by_default():
+    from fracture_edge.edge_runtime.cli import build_parser
+    from fracture_edge.train.cli import _options_from_args
+
+    parse = build_parser().parse_args
+    assert _options_from_args(parse(["train", "--data", "d", "--out", "o"])).stem_lowpass is False
+    opts = _options_from_args(parse(["train", "--data", "d", "--out", "o", "--stem-lowpass"]))
+    assert opts.stem_lowpass is True and opts.to_dict()["stem_lowpass"] is True    # bundle.json hparams record it
+
+
+@pytest.mark.slow
+def test_the_stem_lowpass_is_a_frozen_binomial_after_the_normalization_that_survives_saving(tmp_path):
+    pytest.importorskip("tensorflow")
+    import keras
+    import numpy as np
+
+    from fracture_edge.export.stem_fold import stem_layers
+    from fracture_edge.train.model import STEM_LOWPASS_LAYER, build_model, feature_extractor
+
+    model = build_model(64, "none", stem_lowpass=True)
+    assert not model.get_layer(STEM_LOWPASS_LAYER).trainable
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    normalized = feature_extractor(model, "imagenet_normalization")(pixels).numpy()
+    blurred = feature_extractor(model, STEM_LOWPASS_LAYER)(pixels).numpy()
+    taps = np.array([1.0, 2.0, 1.0]) / 4
+    window = normalized[:, 9:12, 19:22, :]                  # the 3x3 neighbourhood of pixel (10, 20)
+    assert np.allclose(blurred[:, 10, 20], np.einsum("nijc,i,j->nc", window, taps, taps), atol=1e-5)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    assert np.allclose(again(pixels), model(pixels), atol=1e-6)
+    with pytest.raises(ValueError, match="not followed by zero padding"):
+        stem_layers(model)                                  # export skips the normalization fold, with a warning
