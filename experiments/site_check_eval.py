@@ -54,22 +54,35 @@ SOURCES = {   # name -> (what it is, predicate on a Sample)
 
 def all_features(clf, dims: int, samples, cache: Path) -> np.ndarray:
     """(N, D) features of every sample through `clf` (cached in `cache`; a sample that fails to decode is NaN)."""
+    return cached_features(samples, clf.contract, dims, cache, f"features through {clf.format.name}", BATCH,
+                           lambda pixels: clf.outputs(pixels, (FEATURES,))[1][FEATURES].reshape(len(pixels), -1))
+
+
+def cached_features(samples, contract, dims: int, cache: Path, what: str, chunk: int, compute) -> np.ndarray:
+    """(N, dims) `compute(pixels)` of every sample, decoded `chunk` at a time (NaN where a file fails to decode);
+    kept in `cache` (.npz with the paths) and read back from it while the paths are the same."""
     paths = [str(s.path) for s in samples]
     if cache.is_file():
         stored = np.load(cache)
         if list(stored["paths"]) == paths:
             return stored["features"]
     out = np.full((len(paths), dims), np.nan, np.float32)
-    starts = range(0, len(paths), BATCH)
-    for start in progress(starts, f"features through {clf.format.name}", len(starts)):
-        pixels, kept, failures = load_batch(paths[start:start + BATCH], clf.contract)
+    starts = range(0, len(paths), chunk)
+    for start in progress(starts, what, len(starts)):
+        pixels, kept, failures = load_batch(paths[start:start + chunk], contract)
         for path, reason in failures:
             log.warning("skipped %s: %s", path, reason)
         if kept:
-            feats = clf.outputs(pixels, (FEATURES,))[1][FEATURES].reshape(len(kept), -1)
-            out[[start + i for i in kept]] = feats
+            out[[start + i for i in kept]] = compute(pixels)
     atomic.write_bytes(cache, _npz_bytes(paths=np.array(paths), features=out))
     return out
+
+
+def write_outputs(out: Path, stem: str, result: dict, text: str) -> None:
+    """OUT/STEM.json and OUT/STEM.md, each written atomically, and the markdown on stdout."""
+    atomic.write_json(out / f"{stem}.json", result)
+    atomic.write_text(out / f"{stem}.md", text)
+    print(text)
 
 
 def _npz_bytes(**arrays) -> bytes:
@@ -327,9 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate(args.run, formats, args.data, out, args.seed, not args.no_shifts, designs)
-    atomic.write_json(out / "site_eval.json", result)
-    atomic.write_text(out / "site_eval.md", markdown(result))
-    print(markdown(result))
+    write_outputs(out, "site_eval", result, markdown(result))
     return 0
 
 

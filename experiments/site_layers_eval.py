@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..edge_runtime import atomic
 from ..edge_runtime.bundle import input_contract, load_bundle
 from ..edge_runtime.dataset import read_dataset
 from ..edge_runtime.metrics import roc_auc
@@ -28,7 +27,7 @@ from ..edge_runtime.shifts import STABILITY_PROBES, apply_shift
 from ..edge_runtime.site_components import choose_components
 from ..edge_runtime.site_model import FLAG_P, HOLDOUT_SHARE, holdout_split
 from ..export.site_fit import SITE_IMAGES
-from .site_check_eval import SOURCES, _npz_bytes, folder_draws, verdicts
+from .site_check_eval import SOURCES, cached_features, folder_draws, verdicts, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +58,8 @@ def pooled_features(forward, pixels: np.ndarray) -> np.ndarray:
 
 def all_stage_features(forward, dims: int, samples, contract, cache: Path) -> np.ndarray:
     """(N, dims) stage features of every sample (NaN where it fails to decode), cached in `cache`."""
-    paths = [str(s.path) for s in samples]
-    if cache.is_file():
-        stored = np.load(cache)
-        if list(stored["paths"]) == paths:
-            return stored["features"]
-    out = np.full((len(paths), dims), np.nan, np.float32)
-    starts = range(0, len(paths), BATCH * 4)
-    for start in progress(starts, "stage features", len(starts)):
-        pixels, kept, failures = load_batch(paths[start:start + BATCH * 4], contract)
-        for path, reason in failures:
-            log.warning("skipped %s: %s", path, reason)
-        if kept:
-            out[[start + i for i in kept]] = pooled_features(forward, pixels)
-    atomic.write_bytes(cache, _npz_bytes(paths=np.array(paths), features=out))
-    return out
+    return cached_features(samples, contract, dims, cache, "stage features", BATCH * 4,
+                           lambda pixels: pooled_features(forward, pixels))
 
 
 def slices(sizes: dict[str, int]) -> dict[str, slice]:
@@ -191,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"run": str(run), "stages": sizes, "seed": args.seed, "sources": rows}
     if not args.no_probes:
         result["probes"] = probe_rows(forward, samples, contract, sites, args.seed)
-    atomic.write_json(out / "site_layers.json", result)
-    atomic.write_text(out / "site_layers.md", markdown(result))
-    print(markdown(result))
+    write_outputs(out, "site_layers", result, markdown(result))
     return 0
 
 
