@@ -15,6 +15,8 @@ Two passes on a copy of the Keras model (the caller's model is never touched):
 2. BN -> ReLU -> conv. Each ReLU output is one per-tensor int8 tensor too: scale the batch norm's
    output channel by t (gamma, beta * t) and divide the next layer's input weights by t. t is the
    square root of the full equalizer, trading activation against weight precision (measured).
+   The final BN -> ReLU (pooled into the `features` output) is left as it is: that output keeps the float
+   model's scale in every format.
 """
 from __future__ import annotations
 
@@ -71,15 +73,17 @@ def dense_blocks(model) -> list[Block]:
 
 
 def relu_chains(model) -> list[tuple[str, str, str]]:
-    """(batch norm, relu, next layer with a kernel) for every BN -> ReLU -> conv (or -> GAP -> Dense)."""
+    """(batch norm, relu, next convolution) for every BN -> ReLU -> conv inside the backbone.
+
+    Not the final BN -> ReLU -> GAP -> Dense: its pooled output is the artifacts' `features` output, which the
+    site model (fitted on the float model's features) reads in every format; rescaling it by t (and the Dense by
+    1/t) kept the probability exact but made the full-integer files' features t * features, so every home image
+    was flagged (measured 2026-12-06, docs/site-check.md)."""
     names = {layer.name for layer in model.layers}
-    dense = [layer.name for layer in model.layers if type(layer).__name__ == "Dense"]
     chains = []
-    for relu in sorted(n for n in names if re.fullmatch(r"(conv\d+_block\d+_[01]_|pool\d+_)?relu", n)):
+    for relu in sorted(n for n in names if re.fullmatch(r"(conv\d+_block\d+_[01]_|pool\d+_)relu", n)):
         stem = relu[:-len("relu")]
-        if relu == "relu":
-            target = dense[0] if len(dense) == 1 else None
-        elif stem.endswith(("_0_", "_1_")):
+        if stem.endswith(("_0_", "_1_")):
             target = f"{stem[:-2]}{int(stem[-2]) + 1}_conv"
         else:
             target = stem + "conv"

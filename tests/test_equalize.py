@@ -87,7 +87,15 @@ def test_dense_block_channels_differ_by_a_positive_scale_and_a_shift(equalized, 
     assert not np.allclose(ref, new)
 
 
-@pytest.mark.parametrize("layer_name", ["pool2_relu", "relu"])
+def test_the_features_output_keeps_the_float_scale(equalized):
+    """The final ReLU, pooled into the artifacts' features output, is the float model's, not rescaled."""
+    model, result, _, _ = equalized
+    images = random_pixels(8, 100)
+    ref, new = outputs(model, images, "relu"), outputs(result.model, images, "relu")
+    assert np.allclose(new, ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("layer_name", ["pool2_relu", "pool4_relu"])
 def test_rescaled_tensors_differ_by_a_positive_channel_factor(equalized, layer_name):
     model, result, _, _ = equalized
     images = random_pixels(8, 100)
@@ -128,8 +136,8 @@ def test_relu_chains_cover_every_bn_relu_pair():
     from fracture_edge.export.equalize import relu_chains
 
     chains = relu_chains(randomized_model())
-    assert len(chains) == 2 * 58 + 3 + 1   # two per dense layer, three transitions, the final bn
-    assert ("bn", "relu", "fracture_prob") in chains
+    assert len(chains) == 2 * 58 + 3       # two per dense layer, three transitions; not the final bn (features)
+    assert not [chain for chain in chains if chain[0] == "bn"]
     assert ("conv2_block1_1_bn", "conv2_block1_1_relu", "conv2_block1_2_conv") in chains
     assert ("pool3_bn", "pool3_relu", "pool3_conv") in chains
 
