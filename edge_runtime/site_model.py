@@ -99,9 +99,7 @@ class SiteModel:
 
     def scores_of_distances(self, d: np.ndarray) -> np.ndarray:
         """(N,) in_distribution scores of distances already computed."""
-        d = np.asarray(d, dtype=np.float64)
-        at_least_as_far = self.held_out.size - np.searchsorted(self.held_out, d, side="left")
-        return (1.0 + at_least_as_far) / (1.0 + self.held_out.size)
+        return conformal_scores(self.held_out, d)
 
     def flags(self, features: np.ndarray) -> np.ndarray:
         """(N,) True where an image lies outside the training data."""
@@ -125,6 +123,14 @@ class SiteModel:
     def save(self, path: str | Path) -> Path:
         """Write the float32 file atomically; returns its path."""
         return atomic.write_bytes(path, self.to_bytes())
+
+
+def conformal_scores(held_out: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """(N,) conformal p-values of distances `d` against the sorted held-out distances: (1 + held-out images at
+    least as far) / (1 + held-out images)."""
+    d = np.asarray(d, dtype=np.float64)
+    at_least_as_far = held_out.size - np.searchsorted(held_out, d, side="left")
+    return (1.0 + at_least_as_far) / (1.0 + held_out.size)
 
 
 def load_site_model(path: str | Path, record: dict) -> SiteModel:

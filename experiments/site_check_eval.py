@@ -270,8 +270,8 @@ def evaluate(run: str, formats: list[str], data: str | None, out: Path, seed: in
         raise SystemExit(f"{run}: no site model (export the run with this version)")
     source = data or (reference.bundle.get("data") or {}).get("source")
     samples = read_dataset(source)
-    features = {fmt: all_features(clf, reference.site.features, samples, out / f"features_{fmt.replace(' (rejected)', '-rejected')}.npz")
-                for fmt, clf in clfs.items()}
+    caches = {fmt: out / f"features_{fmt.replace(' (rejected)', '-rejected')}.npz" for fmt in clfs}
+    features = {fmt: all_features(clf, reference.site.features, samples, caches[fmt]) for fmt, clf in clfs.items()}
     shipped, scored_with = shipped_site_model(reference, samples, features[REFERENCE], seed)
     result = {"run": run, "data": str(source), "formats": formats, "site_size": SITE_SIZE, "draws": DRAWS,
               "seed": seed, "scoring_ms_per_image": scoring_cost_ms(shipped), "scoring_model": scored_with,

@@ -25,7 +25,7 @@ from ..edge_runtime.preprocessing import load_batch
 from ..edge_runtime.progress import progress
 from ..edge_runtime.shifts import STABILITY_PROBES, apply_shift
 from ..edge_runtime.site_components import choose_components
-from ..edge_runtime.site_model import FLAG_P, HOLDOUT_SHARE, holdout_split
+from ..edge_runtime.site_model import FLAG_P, HOLDOUT_SHARE, conformal_scores, holdout_split
 from ..export.site_fit import SITE_IMAGES
 from .site_check_eval import SOURCES, cached_features, folder_draws, verdicts, write_outputs
 
@@ -85,9 +85,7 @@ class JointSite:
     def flags(self, x: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(distances, flagged) of `x` for one stage or ALL, by the conformal rule of the held-out images."""
         d = self.nll(x, (name,))
-        held = self.held_out[name]
-        p = (1.0 + held.size - np.searchsorted(held, d, side="left")) / (1.0 + held.size)
-        return d, p < FLAG_P
+        return d, conformal_scores(self.held_out[name], d) < FLAG_P
 
 
 def source_rows(samples, features: np.ndarray, columns: dict[str, slice], seed: int) -> tuple[dict, dict]:

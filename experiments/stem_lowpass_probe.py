@@ -26,7 +26,6 @@ from ..edge_runtime.shifts import apply_shift
 
 log = logging.getLogger(__name__)
 
-BATCH = 16
 PROBE = "dither-1"
 THRESHOLDS = ("balanced", "screening")
 
@@ -62,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import keras
-    import tensorflow as tf
+
+    from ..export.extra_outputs import keras_outputs
 
     run = Path(args.run)
     bundle = load_bundle(run)
@@ -70,11 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     pixels, kept, _ = load_batch([str(s.path) for s in samples], input_contract(bundle))
     labels = np.array([samples[i].target for i in kept])
     model = keras.models.load_model(run / "model.keras", compile=False)
-    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
     def predict(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.asarray(forward(x[i:i + BATCH].astype(np.float32))).reshape(-1)
-                               for i in range(0, len(x), BATCH)]).astype(np.float64)
+        return keras_outputs(model, x, ())["probability"]
 
     dithered = apply_shift(PROBE, pixels, seed=0)
     result = {"run": str(run), "split": args.split, "images": int(len(kept)), "probe": PROBE,
