@@ -107,3 +107,32 @@ def test_early_stopping_restores_the_best_epoch():
     assert history["val_auc"] == [0.6, 0.9, 0.7, 0.8]   # two epochs without a gain after the best: stop
     for restored, best in zip(dense.get_weights(), snapshots[1]):
         np.testing.assert_array_equal(restored, best)
+
+
+def _opts(**overrides):
+    from fracture_edge.train.options import TrainOptions
+    return TrainOptions(data="", out="", **overrides)
+
+
+def test_view_dither_off_keeps_the_original_view_untouched():
+    from fracture_edge.train.trainer import training_view
+    assert training_view(_opts(), 0) is None
+
+
+def test_view_dither_noises_every_view_within_its_levels_from_its_own_seed():
+    from fracture_edge.train.trainer import training_view
+    pixels = _pixels(n=4, side=16)
+    original = training_view(_opts(view_dither=3), 0)(pixels)
+    step = original.astype(int) - pixels.astype(int)
+    assert np.abs(step[:, 1:]).max() == 3 and (step != 0).mean() > 0.7            # the original view is dithered
+    assert np.array_equal(original, training_view(_opts(view_dither=3), 0)(pixels))  # seeded
+    probe = stability.dither_augmenter(0, levels=3)(pixels)                          # never the probe's seed 0
+    assert not np.array_equal(original, probe)
+    plain = training_view(_opts(), 1)(pixels)                                        # an augmented view ...
+    noisy = training_view(_opts(view_dither=2), 1)(pixels)                           # ... is dithered after it
+    assert np.abs(noisy.astype(int) - plain.astype(int)).max() == 2
+
+
+def test_view_dither_is_checked():
+    with pytest.raises(ValueError, match="--view-dither"):
+        _opts(view_dither=-1)

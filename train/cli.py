@@ -62,6 +62,10 @@ def _register_train(subparsers) -> None:
     p.add_argument("--stem-lowpass", action="store_true",
                    help="put a fixed 3x3 binomial low-pass in the graph before the first convolution (issue 21: the "
                         "model then reads less of a pixel-level noise; docs/robustness.md)")
+    p.add_argument("--view-dither", type=int, default=d.view_dither, metavar="L",
+                   help="add a fresh uniform integer in [-L, L] to every pixel of every cached training view, the "
+                        "original included (0 = off; issue 21: noise the model should learn to ignore; "
+                        "docs/robustness.md)")
     p.add_argument("--teacher", default=d.teacher, metavar="RUN",
                    help="distil from this trained run: its logits on the training images (never val/test) join "
                         "the labels in the loss (train/distill.py)")

@@ -28,6 +28,7 @@ class TrainOptions:
     dropout: float = 0.3
     stability: float = 0.0            # weight of the logit-consistency term against a dithered copy (0 = off)
     stem_lowpass: bool = False        # a fixed 3x3 binomial low-pass in the graph before the first convolution
+    view_dither: int = 0              # every training view + a uniform integer in [-L, L] per pixel (0 = off)
     teacher: str = ""                 # run folder of a trained model whose logits on the training images are distilled
     distill_alpha: float = 0.5        # loss = alpha * BCE(labels) + (1 - alpha) * T^2 * BCE(teacher/T, student/T)
     distill_temperature: float = 2.0
@@ -55,6 +56,8 @@ class TrainOptions:
             raise ValueError(f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
         if self.stability < 0:
             raise ValueError(f"--stability must be >= 0, got {self.stability}")
+        if not 0 <= self.view_dither <= 16:
+            raise ValueError(f"--view-dither must be 0..16 grey levels, got {self.view_dither}")
         if self.views < 1:
             raise ValueError(f"--views must be >= 1, got {self.views}")
         for name in ("head_epochs", "finetune_epochs", "batch_size", "patience"):

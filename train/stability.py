@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 DITHER_LEVELS = 1       # the +-1 grey-level dither of the stability probe (edge_runtime/shifts.py dither-1)
 PARTNER_SEED = 10_000   # partner dithers are drawn from seed + PARTNER_SEED + view: never the probe's seed 0
+VIEW_DITHER_SEED = 20_000   # --view-dither noise on every training view: seed + VIEW_DITHER_SEED + view
 EPS = 1e-7
 
 

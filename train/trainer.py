@@ -85,7 +85,7 @@ def cache_inputs(model, splits: dict, opts: TrainOptions) -> tuple[dict, str]:
     n = len(train.pixels)
     cached = {"train": np.empty((n * opts.views, *extractor.output.shape[1:]), np.float16),
               "train_y": np.tile(train.targets, opts.views)}
-    view = lambda v: None if v == 0 else view_augmenter(opts.seed + v, AUGMENTATIONS[opts.augment])  # noqa: E731
+    view = lambda v: training_view(opts, v)  # noqa: E731
     for v in range(opts.views):
         activations.cache_activations(extractor, train.pixels, opts.batch_size, f"caching train view {v + 1}/{opts.views}",
                                       augment=view(v), out=cached["train"][v * n:(v + 1) * n])
@@ -99,6 +99,15 @@ def cache_inputs(model, splits: dict, opts: TrainOptions) -> tuple[dict, str]:
     for name in ("val", "test"):
         cached[name] = activations.cache_activations(extractor, splits[name].pixels, opts.batch_size, f"caching {name}")
     return cached, layer
+
+
+def training_view(opts: TrainOptions, v: int):
+    """Training view v as a batch function (None: the original pixels): view 0 is the original, views 1..
+    augmented (seed + v); with --view-dither each is then dithered by [-L, L] from its own seed."""
+    augment = None if v == 0 else view_augmenter(opts.seed + v, AUGMENTATIONS[opts.augment])
+    if not opts.view_dither:
+        return augment
+    return stability.dither_augmenter(opts.seed + stability.VIEW_DITHER_SEED + v, augment, levels=opts.view_dither)
 
 
 def drop_pixels(splits: dict) -> dict:
