@@ -42,16 +42,17 @@ def held_out_features(train: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.asarray(train)[holdout_split(len(train), HOLDOUT_SHARE, seed)[1]]
 
 
-def choose_components(train: np.ndarray, choosing: np.ndarray, seed: int = 0) -> ComponentChoice | None:
+def choose_components(train: np.ndarray, choosing: np.ndarray, seed: int = 0,
+                      copies: np.ndarray | None = None) -> ComponentChoice | None:
     """The ppca model at the candidate K whose mean log-likelihood of `choosing` (N, D) is highest; None when
-    no candidate fits the training features (too few images or features)."""
+    no candidate fits the training features (too few images or features). copies: see fit_site_models."""
     candidates = candidate_components(*np.shape(train))
     if not candidates:
         return None
     choosing = np.asarray(choosing, dtype=np.float32)
     if choosing.ndim != 2 or not len(choosing) or not np.isfinite(choosing).all():
         raise ValueError(f"site model: the images choosing K must give finite (N, D) features, got {choosing.shape}")
-    models = fit_site_models(train, tuple(candidates), seed=seed, residual=True)
+    models = fit_site_models(train, tuple(candidates), seed=seed, residual=True, copies=copies)
     likelihood = {k: float(np.mean(m.log_likelihood(choosing))) for k, m in models.items()}
     best = max(likelihood, key=likelihood.get)
     return ComponentChoice(models[best], best, likelihood)

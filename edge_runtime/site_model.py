@@ -194,14 +194,24 @@ def fit_site_model(features: np.ndarray, components: int = COMPONENTS, holdout_s
 
 
 def fit_site_models(features: np.ndarray, components: tuple[int, ...], holdout_share: float = HOLDOUT_SHARE,
-                    seed: int = 0, residual: bool = False) -> dict[int, SiteModel]:
+                    seed: int = 0, residual: bool = False, copies: np.ndarray | None = None) -> dict[int, SiteModel]:
     """fit_site_model at each number of components (K -> model), from one split and one SVD; a K beyond what
-    the fit images and features support is cut to it (holdout_split() says which images fit)."""
+    the fit images and features support is cut to it (holdout_split() says which images fit).
+
+    copies: optional (N, D) features of the same images under an invisible change, row for row; those of the
+    fitting images are fitted beside them, the held-out images still calibrate clean (docs/site-check.md, fifth
+    design)."""
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or not np.isfinite(x).all():
         raise ValueError(f"site model: training features must be a finite (N, D) array, got shape {x.shape}")
     fitting, held = holdout_split(x.shape[0], holdout_share, seed)
     fit, rest = x[fitting], x[held]
+    if copies is not None:
+        copies = np.asarray(copies, dtype=np.float64)
+        if copies.shape != x.shape or not np.isfinite(copies).all():
+            raise ValueError(f"site model: copies must be finite and shaped like the features {x.shape}, "
+                             f"got {copies.shape}")
+        fit = np.concatenate([fit, copies[fitting]])
     mean = fit.mean(axis=0)
     _, singular, vt = np.linalg.svd(fit - mean, full_matrices=False)
     return {k: _model_at(k, mean, singular, vt, fit.shape[0], rest, residual) for k in components}

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 STAGES = ("conv1_relu", "pool2_relu", "pool3_relu", "pool4_relu", "relu")   # DenseNet121's post-ReLU maps
 ALL = "all stages"
 BATCH = 16
+FIT_DITHER_SEED = 30_000   # --fit-dither's +-1 dither (docs/site-check.md, fifth design); never a probe's seed 0
 
 
 def stage_model(model):
@@ -62,6 +63,19 @@ def all_stage_features(forward, dims: int, samples, contract, cache: Path) -> np
                            lambda pixels: pooled_features(forward, pixels))
 
 
+def fit_dither_features(forward, dims: int, samples, contract, cache: Path) -> np.ndarray:
+    """(N, dims) stage features of every training sample under a +-1 dither (NaN elsewhere), cached in `cache`."""
+    from ..train.stability import dither_augmenter
+
+    train = [i for i, s in enumerate(samples) if s.split == "train"]
+    dither = dither_augmenter(FIT_DITHER_SEED)   # one generator across chunks: seeded by the order of the files
+    dithered = cached_features([samples[i] for i in train], contract, dims, cache, "dithered training features",
+                               BATCH * 4, lambda pixels: pooled_features(forward, dither(pixels)))
+    out = np.full((len(samples), dims), np.nan, np.float32)
+    out[train] = dithered
+    return out
+
+
 def slices(sizes: dict[str, int]) -> dict[str, slice]:
     """Each stage's columns in the concatenated features."""
     ends = np.cumsum(list(sizes.values()))
@@ -71,9 +85,11 @@ def slices(sizes: dict[str, int]) -> dict[str, slice]:
 class JointSite:
     """The candidate: per-stage ppca models; distance = the sum of their negative log-likelihoods."""
 
-    def __init__(self, fit: np.ndarray, val_home: np.ndarray, columns: dict[str, slice], seed: int):
+    def __init__(self, fit: np.ndarray, val_home: np.ndarray, columns: dict[str, slice], seed: int,
+                 copies: np.ndarray | None = None):
         self.columns = columns
-        self.choices = {name: choose_components(fit[:, cols], val_home[:, cols], seed)
+        self.choices = {name: choose_components(fit[:, cols], val_home[:, cols], seed,
+                                                None if copies is None else copies[:, cols])
                         for name, cols in columns.items()}
         held = holdout_split(len(fit), HOLDOUT_SHARE, seed)[1]
         self.held_out = {name: np.sort(self.nll(fit[held], (name,))) for name in (*columns, ALL)}
@@ -88,8 +104,10 @@ class JointSite:
         return d, conformal_scores(self.held_out[name], d) < FLAG_P
 
 
-def source_rows(samples, features: np.ndarray, columns: dict[str, slice], seed: int) -> tuple[dict, dict]:
-    """(per source: per stage and ALL the AUROC and folder verdicts, the fitted JointSite per source)."""
+def source_rows(samples, features: np.ndarray, columns: dict[str, slice], seed: int,
+                copies: np.ndarray | None = None) -> tuple[dict, dict]:
+    """(per source: per stage and ALL the AUROC and folder verdicts, the fitted JointSite per source); copies:
+    the same images' features under FIT_DITHER, fitted beside them (--fit-dither)."""
     split = np.array([s.split for s in samples])
     ok = np.isfinite(features).all(axis=1)
     rows, sites = {}, {}
@@ -98,7 +116,8 @@ def source_rows(samples, features: np.ndarray, columns: dict[str, slice], seed: 
         train_home = np.flatnonzero((split == "train") & ~source & ok)
         chosen = np.random.default_rng(seed).permutation(train_home)[:SITE_IMAGES]
         val_home = np.flatnonzero((split == "val") & ~source & ok)
-        site = JointSite(features[chosen], features[val_home], columns, seed)
+        site = JointSite(features[chosen], features[val_home], columns, seed,
+                         None if copies is None else copies[chosen])
         home, other = np.flatnonzero((split == "test") & ~source & ok), np.flatnonzero(source & ok)
         home_draws, other_draws = folder_draws(home.size, seed), folder_draws(other.size, seed + 1)
         row = {"what": what, "home_test_images": int(home.size), "source_images": int(other.size),
@@ -130,7 +149,8 @@ def probe_rows(forward, samples, contract, sites: dict, seed: int) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"# Site check, features of every stage (a lead): {result['run']}", "",
+    fitted = " (fitted also on dithered copies)" if result.get("fit_dither") else ""
+    lines = [f"# Site check, features of every stage (a lead){fitted}: {result['run']}", "",
              "| source | stage | K | AUROC | home test flagged | source flagged | home folders 'like' "
              "| source folders 'different' |", "|---|---|--:|--:|--:|--:|--:|--:|"]
     for name, row in result["sources"].items():
@@ -155,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-probes", action="store_true", help="skip the stability probes (3 model passes)")
+    parser.add_argument("--fit-dither", action="store_true",
+                        help="fit each stage also on its images under a +-1 dither (the fifth design; one more pass "
+                             "over the training images)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import keras
@@ -171,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = stage_sizes(model)
     samples = read_dataset(args.data or (bundle.get("data") or {}).get("source"))
     features = all_stage_features(forward, sum(sizes.values()), samples, contract, out / "stage_features.npz")
-    rows, sites = source_rows(samples, features, slices(sizes), args.seed)
-    result = {"run": str(run), "stages": sizes, "seed": args.seed, "sources": rows}
+    copies = (fit_dither_features(forward, sum(sizes.values()), samples, contract, out / "stage_features_dither.npz")
+              if args.fit_dither else None)
+    rows, sites = source_rows(samples, features, slices(sizes), args.seed, copies)
+    result = {"run": str(run), "stages": sizes, "seed": args.seed, "fit_dither": args.fit_dither, "sources": rows}
     if not args.no_probes:
         result["probes"] = probe_rows(forward, samples, contract, sites, args.seed)
     write_outputs(out, "site_layers", result, markdown(result))

@@ -32,3 +32,14 @@ def test_the_joint_distance_is_the_sum_of_the_stages_negative_log_likelihoods():
     assert np.allclose(site.nll(x, (ALL,)), site.nll(x, ("early",)) + site.nll(x, ("late",)))
     _, flagged = site.flags(x, ALL)
     assert flagged.mean() < 0.15                                   # same distribution: about 5 % flagged
+
+
+def test_copies_reach_every_stage_fit_and_leave_the_source_found():
+    samples, features = constructed(far=8.0)
+    copies = features + np.random.default_rng(1).normal(0, 0.05, features.shape)
+    rows, sites = source_rows(samples, features, COLUMNS, seed=0, copies=copies)
+    plain_rows, plain_sites = source_rows(samples, features, COLUMNS, seed=0)
+    for name, row in rows.items():
+        assert row["stages"][ALL]["auroc"] > 0.97, name
+        for stage in COLUMNS:
+            assert sites[name].choices[stage].model.fitted_on == 2 * plain_sites[name].choices[stage].model.fitted_on

@@ -227,3 +227,28 @@ def test_the_schema_refuses_an_unknown_method_a_missing_scale_and_a_choice_of_an
     with pytest.raises(BundleError, match=re.escape(problem)) as error:
         validate_bundle(_bundle_with({**_saved(model, tmp_path), **change}), "bundle.json")
     assert str(error.value).count("\n") == 0
+
+
+def test_copies_under_an_invisible_change_are_fitted_beside_the_images_and_no_longer_flagged():
+    from fracture_edge.edge_runtime.site_model import fit_site_models
+    rng = np.random.default_rng(3)
+    scale = np.r_[np.full(4, 3.0), np.full(28, 0.3)]
+    train = rng.normal(0, 1, (600, 32)) * scale
+    change = np.zeros(32)
+    change[20] = 3.0                                    # an invisible change moves a quiet direction
+    copies = train + change + rng.normal(0, 0.05, train.shape)
+    test = rng.normal(0, 1, (400, 32)) * scale + change
+    plain = fit_site_models(train, (4,), residual=True)[4]
+    shown = fit_site_models(train, (4,), residual=True, copies=copies)[4]
+    assert plain.flags(test).mean() > 0.9               # never shown: the change reads as a new site
+    assert shown.flags(test).mean() < 0.15              # shown: like the training data
+    assert shown.fitted_on == 2 * plain.fitted_on
+    clean = rng.normal(0, 1, (400, 32)) * scale          # held-out images calibrate clean: ~5 % flagged
+    assert shown.flags(clean).mean() < 0.12
+
+
+def test_copies_must_match_the_features():
+    from fracture_edge.edge_runtime.site_model import fit_site_models
+    x = np.random.default_rng(0).normal(size=(100, 8))
+    with pytest.raises(ValueError, match="copies"):
+        fit_site_models(x, (2,), copies=x[:50])
