@@ -85,16 +85,16 @@ def cache_inputs(model, splits: dict, opts: TrainOptions) -> tuple[dict, str]:
     n = len(train.pixels)
     cached = {"train": np.empty((n * opts.views, *extractor.output.shape[1:]), np.float16),
               "train_y": np.tile(train.targets, opts.views)}
-    view = lambda v: training_view(opts, v)  # noqa: E731
     for v in range(opts.views):
         activations.cache_activations(extractor, train.pixels, opts.batch_size, f"caching train view {v + 1}/{opts.views}",
-                                      augment=view(v), out=cached["train"][v * n:(v + 1) * n])
+                                      augment=training_view(opts, v), out=cached["train"][v * n:(v + 1) * n])
     if opts.stability:   # the dithered copy of every view, drawn afresh (never the probe's seed)
         cached["train_partner"] = np.empty_like(cached["train"])
         for v in range(opts.views):
             activations.cache_activations(extractor, train.pixels, opts.batch_size,
                                           f"caching dithered view {v + 1}/{opts.views}",
-                                          augment=stability.dither_augmenter(opts.seed + stability.PARTNER_SEED + v, view(v)),
+                                          augment=stability.dither_augmenter(opts.seed + stability.PARTNER_SEED + v,
+                                                                             training_view(opts, v)),
                                           out=cached["train_partner"][v * n:(v + 1) * n])
     for name in ("val", "test"):
         cached[name] = activations.cache_activations(extractor, splits[name].pixels, opts.batch_size, f"caching {name}")
