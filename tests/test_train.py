@@ -184,3 +184,39 @@ def test_stability_training_trains_the_saved_model_and_records_it(synthetic_data
 def test_a_negative_stability_weight_is_one_clear_line(synthetic_data, tmp_path, capsys):
     assert main(["train", "--data", str(synthetic_data), "--out", str(tmp_path / "x"), "--stability", "-1"]) != 0
     assert "--stability must be >= 0" in capsys.readouterr().err
+
+
+def test_mixed_precision_trains_in_bfloat16_and_saves_a_float32_model(synthetic_data, tmp_path, monkeypatch):
+    """--mixed-precision: the bfloat16 twin trains, the float32 model gets its weights and is what is saved and
+    scored (its test scores on real pixels are the ones written at training time)."""
+    import keras
+
+    from fracture_edge.edge_runtime.preprocessing import InputContract, load_model_input
+    from fracture_edge.train import precision
+
+    seen = {}
+
+    def spy(build, model):
+        seen["twin"] = precision_twin(build, model)
+        seen["initial"] = [w.copy() for w in seen["twin"].get_weights()]
+        return seen["twin"]
+
+    precision_twin = precision.mixed_twin
+    monkeypatch.setattr(precision, "mixed_twin", spy)
+    run = tmp_path / "bf16"
+    code = main(["train", "--data", str(synthetic_data), "--out", str(run), "--weights", "none", "--size", "32",
+                 "--views", "2", "--head-epochs", "2", "--finetune-epochs", "1", "--batch-size", "8",
+                 "--mixed-precision"])
+    assert code == 0
+    assert keras.config.dtype_policy().name == "float32"
+    assert seen["twin"].get_layer("conv5_block16_2_conv").compute_dtype == "bfloat16"
+    assert load_bundle(run)["hparams"]["mixed_precision"] is True
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    trained = seen["twin"].get_weights()
+    assert all(np.array_equal(saved, mine) for saved, mine in zip(model.get_weights(), trained))
+    changed = [not np.array_equal(before, after) for before, after in zip(seen["initial"], trained)]
+    assert changed[-1] and changed[-2]   # the output unit was trained (in the twin) before it was copied back
+    preds = json.loads((run / "predictions.json").read_text())["test"]
+    pixels = np.stack([load_model_input(p, InputContract(size=32)) for p in preds["paths"]])
+    assert np.allclose(model.predict(pixels.astype(np.float32), verbose=0).ravel(), preds["probabilities"], atol=1e-4)

@@ -66,6 +66,9 @@ def _register_train(subparsers) -> None:
                    help="add a fresh uniform integer in [-L, L] to every pixel of every cached training view, the "
                         "original included (0 = off; issue 21: noise the model should learn to ignore; "
                         "docs/robustness.md)")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="train in bfloat16 compute with float32 weights (Keras mixed_bfloat16); the saved model "
+                        "stays float32. Faster only on CPUs with AVX512_BF16 or AMX (docs/training.md)")
     p.add_argument("--teacher", default=d.teacher, metavar="RUN",
                    help="distil from this trained run: its logits on the training images (never val/test) join "
                         "the labels in the loss (train/distill.py)")

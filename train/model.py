@@ -40,7 +40,8 @@ def build_model(size: int, weights: str = "none", dropout: float = 0.3, backbone
     base = row.build(weights=None, input_tensor=x)
     features = keras.layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(base.output)
     features = keras.layers.Dropout(dropout, name="head_dropout")(features)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_NAME)(features)
+    # float32 under any policy: with --mixed-precision the sigmoid and the loss stay exact (train/precision.py)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_NAME, dtype="float32")(features)
     model = keras.Model(inputs, outputs, name=f"fracture_{row.constructor.lower()}")
     _load_backbone_weights(model, size, weights, row)
     return model

@@ -29,6 +29,7 @@ class TrainOptions:
     stability: float = 0.0            # weight of the logit-consistency term against a dithered copy (0 = off)
     stem_lowpass: bool = False        # a fixed 3x3 binomial low-pass in the graph before the first convolution
     view_dither: int = 0              # every training view + a uniform integer in [-L, L] per pixel (0 = off)
+    mixed_precision: bool = False     # train in bfloat16 compute (train/precision.py); the saved model is float32
     teacher: str = ""                 # run folder of a trained model whose logits on the training images are distilled
     distill_alpha: float = 0.5        # loss = alpha * BCE(labels) + (1 - alpha) * T^2 * BCE(teacher/T, student/T)
     distill_temperature: float = 2.0

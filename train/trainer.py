@@ -12,7 +12,7 @@ from ..edge_runtime.dataset import read_dataset, require_both_classes, select_sp
 from ..edge_runtime.errors import FractureEdgeError
 from ..edge_runtime.metrics import choose_thresholds
 from ..edge_runtime.preprocessing import InputContract
-from . import activations, distill, stability, stages
+from . import activations, distill, precision, stability, stages
 from .augment import AUGMENTATIONS, view_augmenter
 from .backbones import get_backbone
 from .model import (FEATURE_LAYER, OUTPUT_NAME, build_model, estimate_batchnorm_statistics, feature_extractor,
@@ -73,14 +73,16 @@ def check_leakage(samples: list, opts: TrainOptions) -> dict:
     return summary
 
 
-def cache_inputs(model, splits: dict, opts: TrainOptions) -> tuple[dict, str]:
+def cache_inputs(model, splits: dict, opts: TrainOptions, scoring_model=None) -> tuple[dict, str]:
     """Activations entering the trainable tail (or pooled features when nothing is fine-tuned).
 
     The training views are written straight into one float16 array; an augmented view is made a batch at
     a time as it is fed (the same images, in the same order, as augmenting the whole split first).
+    val/test go through `scoring_model` when given (the float32 model that is saved, under --mixed-precision).
     """
     layer = get_backbone(opts.backbone).tails.get(opts.finetune_from, FEATURE_LAYER)
     extractor = feature_extractor(model, layer)
+    scoring = extractor if scoring_model is None else feature_extractor(scoring_model, layer)
     train = splits["train"]
     n = len(train.pixels)
     cached = {"train": np.empty((n * opts.views, *extractor.output.shape[1:]), np.float16),
@@ -97,7 +99,7 @@ def cache_inputs(model, splits: dict, opts: TrainOptions) -> tuple[dict, str]:
                                                                              training_view(opts, v)),
                                           out=cached["train_partner"][v * n:(v + 1) * n])
     for name in ("val", "test"):
-        cached[name] = activations.cache_activations(extractor, splits[name].pixels, opts.batch_size, f"caching {name}")
+        cached[name] = activations.cache_activations(scoring, splits[name].pixels, opts.batch_size, f"caching {name}")
     return cached, layer
 
 
@@ -130,26 +132,36 @@ def train(opts: TrainOptions) -> RunSummary:
     if opts.weights == "none":
         rng = np.random.default_rng(opts.seed)
         estimate_batchnorm_statistics(model, splits["train"].pixels[rng.permutation(len(splits["train"].targets))])
-    cached, layer = cache_inputs(model, splits, opts)
+    worker = model   # caches and trains; `model` (float32) is what is scored and saved
+    if opts.mixed_precision:
+        worker = precision.mixed_twin(lambda: build_model(opts.size, "none", opts.dropout, opts.backbone,
+                                                          stem_lowpass=opts.stem_lowpass), model)
+    cached, layer = cache_inputs(worker, splits, opts, scoring_model=model if worker is not model else None)
     splits = drop_pixels(splits)
-    weights = activations.class_weights(cached["train_y"])
-    history = {}
-    feats = {k: pooled(model, layer, cached[k], opts.batch_size, k) for k in ("train", "val")}
-    if teacher is not None:
-        history.update(distill.fit_distilled(model, layer, cached, feats, splits["val"].targets, weights, teacher, opts))
-    elif opts.stability:
-        history.update(fit_stable(model, layer, cached, feats, splits["val"].targets, weights, opts))
-    else:
-        history["head"] = stages.fit_head(model, feats["train"], cached["train_y"], feats["val"], splits["val"].targets,
-                                          weights, opts.head_epochs, opts.head_lr, opts.batch_size * 2, opts.patience)
-        if layer != FEATURE_LAYER and opts.finetune_epochs:
-            history["finetune"] = stages.fit_tail(trainable_tail(model, layer), cached["train"], cached["train_y"],
-                                                  cached["val"], splits["val"].targets, weights, opts.finetune_epochs,
-                                                  opts.finetune_lr, opts.batch_size, opts.patience)
+    history = fit_stages(worker, layer, cached, splits["val"].targets, teacher, opts)
+    if worker is not model:
+        model.set_weights(worker.get_weights())
     probs = {k: predict_cached(model, layer, cached[k]) for k in ("val", "test")}
     thresholds = choose_thresholds(splits["val"].targets, probs["val"])
     return write_run_folder(out, model, opts, contract, splits, probs, thresholds, history, data_report,
                             time.perf_counter() - started, distillation)
+
+
+def fit_stages(model, layer: str, cached: dict, val_y: np.ndarray, teacher, opts: TrainOptions) -> dict:
+    """Stage 1 (head) and stage 2 (fine-tune the tail) with the loss the options ask for; returns the history."""
+    weights = activations.class_weights(cached["train_y"])
+    feats = {k: pooled(model, layer, cached[k], opts.batch_size, k) for k in ("train", "val")}
+    if teacher is not None:
+        return distill.fit_distilled(model, layer, cached, feats, val_y, weights, teacher, opts)
+    if opts.stability:
+        return fit_stable(model, layer, cached, feats, val_y, weights, opts)
+    history = {"head": stages.fit_head(model, feats["train"], cached["train_y"], feats["val"], val_y, weights,
+                                       opts.head_epochs, opts.head_lr, opts.batch_size * 2, opts.patience)}
+    if layer != FEATURE_LAYER and opts.finetune_epochs:
+        history["finetune"] = stages.fit_tail(trainable_tail(model, layer), cached["train"], cached["train_y"],
+                                              cached["val"], val_y, weights, opts.finetune_epochs, opts.finetune_lr,
+                                              opts.batch_size, opts.patience)
+    return history
 
 
 def fit_stable(model, layer: str, cached: dict, feats: dict, val_y: np.ndarray, weights: dict, opts: TrainOptions) -> dict:
