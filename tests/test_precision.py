@@ -9,12 +9,17 @@ OLD_X86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
 ARM = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 bf16 i8mm\n"
 
 
-def test_bfloat16_is_native_only_where_the_cpu_flags_say_so():
-    assert precision.cpu_has_bf16(XEON)
-    assert precision.cpu_has_bf16(XEON.replace("avx512_bf16", "amx_bf16"))
-    assert not precision.cpu_has_bf16(OLD_X86)
-    assert not precision.cpu_has_bf16(ARM)   # arm's bf16 flag is not a kernel TensorFlow's CPU build uses here
-    assert not precision.cpu_has_bf16("")
+def test_bfloat16_is_native_only_where_the_cpu_flags_say_so(tmp_path):
+    def has_bf16(text):
+        path = tmp_path / "cpuinfo"
+        path.write_text(text)
+        return precision.cpu_has_bf16(str(path))
+
+    assert has_bf16(XEON)
+    assert has_bf16(XEON.replace("avx512_bf16", "amx_bf16"))
+    assert not has_bf16(OLD_X86)
+    assert not has_bf16(ARM)   # arm's bf16 flag is not a kernel TensorFlow's CPU build uses here
+    assert not has_bf16("")
 
 
 keras = pytest.importorskip("keras", reason="the twin needs the train extra (Keras)")
@@ -36,7 +41,7 @@ def test_the_policy_is_scoped_and_restored_after_an_error():
 
 
 def test_the_twin_computes_in_bfloat16_with_the_float32_weights(caplog, monkeypatch):
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda cpuinfo=None: False)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda cpuinfo_path="": False)
     keras.utils.set_random_seed(0)
     model = _build()
     twin = precision.mixed_twin(_build, model)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from pathlib import Path
 from typing import Callable
+
+from ..edge_runtime.environment import cpu_info
 
 log = logging.getLogger(__name__)
 
@@ -18,15 +19,9 @@ MIXED_POLICY = "mixed_bfloat16"
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")   # CPU flags with native bfloat16 arithmetic
 
 
-def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
-    """True when the CPU flags (/proc/cpuinfo, or the text given) name native bfloat16 arithmetic."""
-    if cpuinfo is None:
-        path = Path("/proc/cpuinfo")
-        cpuinfo = path.read_text(errors="replace") if path.is_file() else ""
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.split(":")[0].strip() in ("flags", "Features"):
-            flags.update(line.split(":", 1)[1].split())
+def cpu_has_bf16(cpuinfo_path: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU flags (edge_runtime/environment.py reads them) name native bfloat16 arithmetic."""
+    flags = set(cpu_info(cpuinfo_path)["flags"])
     return any(flag in flags for flag in BF16_FLAGS)
 
 
